@@ -1,0 +1,391 @@
+//! The detector stage: loads a model its manifest describes with tract, checks it fits, and turns
+//! a frame into detections (and, when the manifest names one, a pooled feature embedding read
+//! from the same inference).
+
+use crate::manifest::{Manifest, ManifestError, Precision};
+use crate::postprocess::{Detections, PostprocessOptions, YoloxDecoder};
+use crate::preprocess::{Letterbox, PreprocessError, Preprocessor};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tract_linalg::multithread::Executor;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
+
+#[derive(Debug)]
+pub enum DetectorError {
+    Manifest(ManifestError),
+    /// The model file is missing; says how to get it.
+    MissingModel {
+        path: PathBuf,
+    },
+    /// tract could not read or optimise the model.
+    Load {
+        path: PathBuf,
+        message: String,
+    },
+    /// The model does not fit its manifest.
+    Mismatch {
+        path: PathBuf,
+        what: String,
+        expected: String,
+        found: String,
+    },
+    Preprocess(PreprocessError),
+    Inference {
+        message: String,
+    },
+}
+
+impl fmt::Display for DetectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DetectorError::Manifest(e) => e.fmt(f),
+            DetectorError::MissingModel { path } => write!(
+                f,
+                "model file {} not found: run models/fetch to fetch and quantize it",
+                path.display()
+            ),
+            DetectorError::Load { path, message } => {
+                write!(f, "cannot load model {}: {message}", path.display())
+            }
+            DetectorError::Mismatch {
+                path,
+                what,
+                expected,
+                found,
+            } => write!(
+                f,
+                "model {} does not fit its manifest: {what} expected {expected}, found {found}",
+                path.display()
+            ),
+            DetectorError::Preprocess(e) => write!(f, "preprocess: {e}"),
+            DetectorError::Inference { message } => write!(f, "inference failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for DetectorError {}
+
+impl From<ManifestError> for DetectorError {
+    fn from(e: ManifestError) -> Self {
+        DetectorError::Manifest(e)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DetectorOptions {
+    pub precision: Precision,
+    /// Run this ONNX file instead of the manifest's (it must still fit the manifest).
+    pub model_file: Option<PathBuf>,
+    /// Threads for tract's matrix kernels; 1 keeps the detector on one core.
+    pub threads: usize,
+    pub postprocess: PostprocessOptions,
+}
+
+impl Default for DetectorOptions {
+    fn default() -> Self {
+        DetectorOptions {
+            precision: Precision::Int8,
+            model_file: None,
+            threads: 1,
+            postprocess: PostprocessOptions::default(),
+        }
+    }
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+pub struct Detector {
+    manifest: Manifest,
+    model_path: PathBuf,
+    state: TypedSimpleState,
+    /// The input tensor, handed to tract by reference count and written in place when tract has
+    /// let go of it, so frames do not allocate a new one.
+    input: Arc<Tensor>,
+    preprocessor: Preprocessor,
+    decoder: YoloxDecoder,
+    letterbox: Letterbox,
+    outputs: TVec<TValue>,
+    embedding: Vec<f32>,
+    has_embedding: bool,
+}
+
+impl Detector {
+    /// Loads the model of `manifest` at the chosen precision.
+    pub fn load(manifest: Manifest, options: &DetectorOptions) -> Result<Detector, DetectorError> {
+        let path = match &options.model_file {
+            Some(p) => p.clone(),
+            None => manifest.model_path(options.precision)?,
+        };
+        if !path.is_file() {
+            return Err(DetectorError::MissingModel { path });
+        }
+        let plan = build_plan(&manifest, &path, options.threads)?;
+        let state = plan.spawn().map_err(|e| load_err(&path, e))?;
+        let input = Tensor::zero::<f32>(&[
+            1,
+            3,
+            manifest.input.height as usize,
+            manifest.input.width as usize,
+        ])
+        .map_err(|e| load_err(&path, e))?;
+        let decoder = YoloxDecoder::new(
+            manifest.input.width,
+            manifest.input.height,
+            &manifest.output.strides,
+            manifest.num_classes(),
+            options.postprocess,
+        );
+        let channels = manifest.embedding.as_ref().map_or(0, |e| e.channels);
+        Ok(Detector {
+            preprocessor: Preprocessor::new(manifest.input.clone()),
+            letterbox: Letterbox::new(1, 1, manifest.input.width, manifest.input.height),
+            has_embedding: manifest.embedding.is_some(),
+            embedding: vec![0.0; channels],
+            manifest,
+            model_path: path,
+            state,
+            input: Arc::new(input),
+            decoder,
+            outputs: TVec::new(),
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn model_path(&self) -> &Path {
+        &self.model_path
+    }
+
+    /// Letterboxes an RGB8 frame into the model input.
+    pub fn preprocess(&mut self, rgb: &[u8], width: u32, height: u32) -> Result<(), DetectorError> {
+        let input = match Arc::get_mut(&mut self.input) {
+            Some(t) => t,
+            None => {
+                // tract still holds the last input: fall back to a fresh tensor (not expected).
+                let fresh = Tensor::zero::<f32>(self.input.shape())
+                    .map_err(|e| inference_err("input tensor", e))?;
+                self.input = Arc::new(fresh);
+                Arc::get_mut(&mut self.input).expect("fresh Arc is unique")
+            }
+        };
+        let mut view = input
+            .try_as_plain_ram_mut()
+            .map_err(|e| inference_err("input tensor", e))?;
+        let buf = view
+            .as_slice_mut::<f32>()
+            .map_err(|e| inference_err("input tensor", e))?;
+        self.letterbox = self
+            .preprocessor
+            .run(rgb, width, height, buf)
+            .map_err(DetectorError::Preprocess)?;
+        Ok(())
+    }
+
+    /// Runs the model on the prepared input.
+    pub fn infer(&mut self) -> Result<(), DetectorError> {
+        self.outputs.clear();
+        let input = TValue::from_const(self.input.clone());
+        self.outputs = self
+            .state
+            .run(tvec!(input))
+            .map_err(|e| inference_err("run", e))?;
+        Ok(())
+    }
+
+    /// Decodes the last inference into `out` and pools the embedding.
+    pub fn postprocess(&mut self, out: &mut Detections) -> Result<(), DetectorError> {
+        let raw = self
+            .outputs
+            .first()
+            .ok_or_else(|| inference_err("postprocess", "no inference ran"))?;
+        let raw = raw
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
+            .map_err(|e| inference_err("detection output", e))?;
+        self.decoder.decode(raw, &self.letterbox, out);
+        if self.has_embedding {
+            let fmap = self
+                .outputs
+                .get(1)
+                .ok_or_else(|| inference_err("embedding", "missing output"))?;
+            let data = fmap
+                .try_as_plain_ram()
+                .and_then(|v| v.as_slice::<f32>())
+                .map_err(|e| inference_err("embedding output", e))?;
+            mean_pool(data, &mut self.embedding);
+        }
+        Ok(())
+    }
+
+    /// preprocess + infer + postprocess.
+    pub fn detect(
+        &mut self,
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        out: &mut Detections,
+    ) -> Result<(), DetectorError> {
+        self.preprocess(rgb, width, height)?;
+        self.infer()?;
+        self.postprocess(out)
+    }
+
+    /// The feature map of the last frame, averaged over its spatial positions (one value per
+    /// channel); None when the manifest names no embedding tensor.
+    pub fn embedding(&self) -> Option<&[f32]> {
+        self.has_embedding.then_some(&self.embedding[..])
+    }
+}
+
+/// Averages an NCHW (N=1) map over H×W into `out` (C values).
+fn mean_pool(data: &[f32], out: &mut [f32]) {
+    let channels = out.len();
+    if channels == 0 || data.len() % channels != 0 {
+        out.fill(0.0);
+        return;
+    }
+    let hw = data.len() / channels;
+    for (o, plane) in out.iter_mut().zip(data.chunks_exact(hw)) {
+        *o = plane.iter().sum::<f32>() / hw as f32;
+    }
+}
+
+fn load_err(path: &Path, e: impl fmt::Display) -> DetectorError {
+    DetectorError::Load {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    }
+}
+
+fn inference_err(what: &str, e: impl fmt::Display) -> DetectorError {
+    DetectorError::Inference {
+        message: format!("{what}: {e:#}"),
+    }
+}
+
+fn mismatch(path: &Path, what: &str, expected: String, found: String) -> DetectorError {
+    DetectorError::Mismatch {
+        path: path.to_path_buf(),
+        what: what.into(),
+        expected,
+        found,
+    }
+}
+
+fn build_plan(manifest: &Manifest, path: &Path, threads: usize) -> Result<Plan, DetectorError> {
+    let mut model = tract_onnx::onnx()
+        .model_for_path(path)
+        .map_err(|e| load_err(path, e))?;
+
+    // Input: name and, where the file states it, shape must be what the manifest says.
+    let (h, w) = (
+        manifest.input.height as usize,
+        manifest.input.width as usize,
+    );
+    let expected_input = format!("{} [1, 3, {h}, {w}] f32", manifest.input.name);
+    let input_outlet = model.input_outlets().map_err(|e| load_err(path, e))?[0];
+    let input_name = model.node(input_outlet.node).name.clone();
+    if model.input_outlets().map_err(|e| load_err(path, e))?.len() != 1
+        || input_name != manifest.input.name
+    {
+        return Err(mismatch(
+            path,
+            "input",
+            expected_input,
+            format!("{input_name} (of {} inputs)", model.inputs.len()),
+        ));
+    }
+    let declared = model.input_fact(0).map_err(|e| load_err(path, e))?.clone();
+    if let Some(shape) = declared.shape.as_concrete_finite().ok().flatten() {
+        if shape.as_ref() != [1, 3, h, w] {
+            return Err(mismatch(
+                path,
+                "input shape",
+                format!("[1, 3, {h}, {w}]"),
+                format!("{shape:?}"),
+            ));
+        }
+    }
+    model
+        .set_input_fact(0, f32::fact([1, 3, h, w]).into())
+        .map_err(|e| load_err(path, e))?;
+
+    let mut outputs = vec![manifest.output.name.clone()];
+    if let Some(emb) = &manifest.embedding {
+        outputs.push(emb.tensor.clone());
+    }
+    model.select_outputs_by_name(&outputs).map_err(|e| {
+        mismatch(
+            path,
+            "outputs",
+            format!("tensors {outputs:?}"),
+            format!("not all present ({e})"),
+        )
+    })?;
+
+    let typed = model
+        .into_optimized()
+        .map_err(|e| load_err(path, format!("{e:#}")))?;
+
+    // Output shapes, now that every shape is known.
+    let anchors = manifest.anchor_count();
+    let row = 5 + manifest.num_classes();
+    let out_shape = typed
+        .output_fact(0)
+        .map_err(|e| load_err(path, e))?
+        .shape
+        .as_concrete()
+        .map(|s| s.to_vec());
+    if out_shape.as_deref() != Some(&[1, anchors, row][..]) {
+        return Err(mismatch(
+            path,
+            "output shape",
+            format!(
+                "[1, {anchors}, {row}] ({} classes, strides {:?})",
+                manifest.num_classes(),
+                manifest.output.strides
+            ),
+            format!("{out_shape:?}"),
+        ));
+    }
+    if let Some(emb) = &manifest.embedding {
+        let fact = typed.output_fact(1).map_err(|e| load_err(path, e))?;
+        let channels = fact.shape.as_concrete().and_then(|s| s.get(1).copied());
+        if fact.shape.rank() != 4
+            || channels != Some(emb.channels)
+            || fact.datum_type != f32::datum_type()
+        {
+            return Err(mismatch(
+                path,
+                "embedding tensor",
+                format!("{} as 1x{}xHxW f32", emb.tensor, emb.channels),
+                format!("{:?} {:?}", fact.shape, fact.datum_type),
+            ));
+        }
+    }
+
+    let mut options = RunOptions::default();
+    if threads > 1 {
+        options.executor = Some(Executor::multithread(threads));
+    }
+    typed
+        .into_runnable_with_options(&options)
+        .map_err(|e| load_err(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_pool_averages_each_channel() {
+        let data = [1.0, 3.0, 10.0, 20.0];
+        let mut out = [0.0; 2];
+        mean_pool(&data, &mut out);
+        assert_eq!(out, [2.0, 15.0]);
+    }
+}

@@ -1,0 +1,279 @@
+//! Model manifests: what a detector file is and how to feed and decode it.
+//!
+//! A manifest is a TOML file beside the model (see `models/yolox_nano.toml`). Paths in it are
+//! relative to the manifest's own folder, so a checkout works from any working directory.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Which of the manifest's model files to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    Int8,
+}
+
+impl Precision {
+    pub fn parse(s: &str) -> Option<Precision> {
+        match s {
+            "fp32" | "f32" | "float" => Some(Precision::Fp32),
+            "int8" | "i8" | "q8" => Some(Precision::Int8),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    Rgb,
+    Bgr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderKind {
+    /// Anchor-free YOLOX head: per grid point `[x, y, w, h, objectness, class scores…]`.
+    Yolox,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub channel_order: ChannelOrder,
+    pub pad_value: f32,
+    #[serde(default = "one")]
+    pub scale: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub name: String,
+    pub decoder: DecoderKind,
+    pub strides: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSpec {
+    /// Name of an intermediate tensor (NCHW) read out of the same inference.
+    pub tensor: String,
+    pub channels: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreHeadSpec {
+    /// Name of a scalar output the model computes itself (e.g. a loss-prediction head).
+    pub tensor: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    #[serde(default)]
+    pub license: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub sha256: Vec<String>,
+    pub fp32_file: String,
+    #[serde(default)]
+    pub int8_file: Option<String>,
+    pub classes: Vec<String>,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    #[serde(default)]
+    pub embedding: Option<EmbeddingSpec>,
+    #[serde(default)]
+    pub score_head: Option<ScoreHeadSpec>,
+    /// Folder the manifest was read from; model paths resolve against it.
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug)]
+pub enum ManifestError {
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Parse {
+        path: PathBuf,
+        message: String,
+    },
+    Invalid {
+        path: PathBuf,
+        message: String,
+    },
+    NoInt8 {
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestError::Read { path, source } => {
+                write!(f, "cannot read model manifest {}: {source}", path.display())
+            }
+            ManifestError::Parse { path, message } => {
+                write!(
+                    f,
+                    "model manifest {} is not valid: {message}",
+                    path.display()
+                )
+            }
+            ManifestError::Invalid { path, message } => {
+                write!(f, "model manifest {}: {message}", path.display())
+            }
+            ManifestError::NoInt8 { path } => write!(
+                f,
+                "model manifest {} names no int8_file; use --precision fp32",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut manifest = Manifest::parse(&text).map_err(|message| ManifestError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        manifest.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        manifest
+            .validate()
+            .map_err(|message| ManifestError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        Ok(manifest)
+    }
+
+    /// Parses manifest text; paths stay relative until `dir` is set.
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.classes.is_empty() {
+            return Err("classes is empty".into());
+        }
+        if self.input.width == 0 || self.input.height == 0 {
+            return Err("input width and height must be positive".into());
+        }
+        if self.output.strides.is_empty() || self.output.strides.contains(&0) {
+            return Err("output.strides must be a non-empty list of positive strides".into());
+        }
+        for &s in &self.output.strides {
+            if self.input.width % s != 0 || self.input.height % s != 0 {
+                return Err(format!(
+                    "input size {}x{} is not a multiple of stride {s}",
+                    self.input.width, self.input.height
+                ));
+            }
+        }
+        for digest in &self.sha256 {
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("sha256 entry {digest:?} is not 64 hex digits"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Path of the model file for `precision`.
+    pub fn model_path(&self, precision: Precision) -> Result<PathBuf, ManifestError> {
+        let file = match precision {
+            Precision::Fp32 => &self.fp32_file,
+            Precision::Int8 => self
+                .int8_file
+                .as_ref()
+                .ok_or_else(|| ManifestError::NoInt8 {
+                    path: self.dir.clone(),
+                })?,
+        };
+        Ok(self.dir.join(file))
+    }
+
+    /// Number of anchor points the decoder expects: the sum of every stride's grid cells.
+    pub fn anchor_count(&self) -> usize {
+        self.output
+            .strides
+            .iter()
+            .map(|&s| ((self.input.width / s) * (self.input.height / s)) as usize)
+            .sum()
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_manifest() -> Manifest {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");
+        Manifest::load(Path::new(path)).expect("default manifest loads")
+    }
+
+    #[test]
+    fn default_manifest_describes_yolox_nano() {
+        let m = default_manifest();
+        assert_eq!(m.classes.len(), 80);
+        assert_eq!(m.classes[2], "car");
+        assert_eq!((m.input.width, m.input.height), (416, 416));
+        assert_eq!(m.input.channel_order, ChannelOrder::Bgr);
+        // 52*52 + 26*26 + 13*13 grid points.
+        assert_eq!(m.anchor_count(), 3549);
+        assert_eq!(m.sha256.len(), 2);
+        assert!(m.model_path(Precision::Int8).is_ok());
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/yolox_nano.toml"
+        ))
+        .unwrap()
+        .replace("[input]", "[input]\nmean = 3");
+        let err = Manifest::parse(&text).unwrap_err();
+        assert!(err.contains("mean"), "{err}");
+    }
+
+    #[test]
+    fn stride_that_does_not_divide_input_is_refused() {
+        let mut m = default_manifest();
+        m.output.strides = vec![8, 15];
+        assert!(m.validate().unwrap_err().contains("stride 15"));
+    }
+}

@@ -1,0 +1,280 @@
+//! Letterbox resize of an RGB8 frame into the detector's planar float input.
+//!
+//! The frame is scaled to fit the model input keeping its aspect ratio, placed at the top-left
+//! corner (as YOLOX was trained) and the rest is filled with the pad value. Sampling tables are
+//! cached per frame size, so a stream of same-sized frames allocates nothing.
+
+use crate::manifest::{ChannelOrder, InputSpec};
+
+/// How a frame was mapped into the model input; used to map boxes back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    /// Model pixels per frame pixel.
+    pub scale: f32,
+    /// Size of the resized frame inside the model input.
+    pub resized_width: u32,
+    pub resized_height: u32,
+    pub frame_width: u32,
+    pub frame_height: u32,
+}
+
+impl Letterbox {
+    pub fn new(frame_width: u32, frame_height: u32, input_width: u32, input_height: u32) -> Self {
+        let scale = (input_width as f32 / frame_width as f32)
+            .min(input_height as f32 / frame_height as f32);
+        // Truncation as in YOLOX's own preprocessing, clamped so a tiny frame still has a pixel.
+        let resized_width = ((frame_width as f32 * scale) as u32).clamp(1, input_width);
+        let resized_height = ((frame_height as f32 * scale) as u32).clamp(1, input_height);
+        Letterbox {
+            scale,
+            resized_width,
+            resized_height,
+            frame_width,
+            frame_height,
+        }
+    }
+
+    /// Maps a box from model-input pixels back to frame pixels, clipped to the frame.
+    pub fn to_frame(&self, b: [f32; 4]) -> [f32; 4] {
+        let w = self.frame_width as f32;
+        let h = self.frame_height as f32;
+        [
+            (b[0] / self.scale).clamp(0.0, w),
+            (b[1] / self.scale).clamp(0.0, h),
+            (b[2] / self.scale).clamp(0.0, w),
+            (b[3] / self.scale).clamp(0.0, h),
+        ]
+    }
+}
+
+/// One axis of bilinear sampling: for each destination pixel, two source indices and the weight
+/// of the second.
+#[derive(Default)]
+struct AxisTable {
+    lo: Vec<u32>,
+    hi: Vec<u32>,
+    frac: Vec<f32>,
+}
+
+impl AxisTable {
+    fn build(&mut self, src: u32, dst: u32) {
+        self.lo.clear();
+        self.hi.clear();
+        self.frac.clear();
+        let ratio = src as f32 / dst as f32;
+        for d in 0..dst {
+            // Half-pixel centres, as cv2.resize INTER_LINEAR.
+            let s = ((d as f32 + 0.5) * ratio - 0.5).max(0.0);
+            let lo = (s as u32).min(src - 1);
+            let hi = (lo + 1).min(src - 1);
+            self.lo.push(lo);
+            self.hi.push(hi);
+            self.frac.push(s - lo as f32);
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PreprocessError {
+    /// The RGB buffer does not hold width*height*3 bytes.
+    BadFrame {
+        width: u32,
+        height: u32,
+        bytes: usize,
+    },
+}
+
+impl std::fmt::Display for PreprocessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PreprocessError::BadFrame {
+                width,
+                height,
+                bytes,
+            } => write!(
+                f,
+                "frame of {width}x{height} should hold {} RGB bytes, has {bytes}",
+                *width as usize * *height as usize * 3
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PreprocessError {}
+
+/// Letterboxes frames into a planar (CHW) f32 buffer, reusing its sampling tables.
+pub struct Preprocessor {
+    spec: InputSpec,
+    cached_size: (u32, u32),
+    letterbox: Letterbox,
+    xs: AxisTable,
+    ys: AxisTable,
+    /// One resized row, interleaved RGB, before it is split into planes.
+    row: Vec<f32>,
+}
+
+impl Preprocessor {
+    pub fn new(spec: InputSpec) -> Self {
+        Preprocessor {
+            letterbox: Letterbox::new(1, 1, spec.width, spec.height),
+            spec,
+            cached_size: (0, 0),
+            xs: AxisTable::default(),
+            ys: AxisTable::default(),
+            row: Vec::new(),
+        }
+    }
+
+    /// Number of f32 values of the model input.
+    pub fn input_len(&self) -> usize {
+        3 * self.spec.width as usize * self.spec.height as usize
+    }
+
+    /// Fills `out` (length `input_len()`) with the letterboxed frame and returns the mapping.
+    pub fn run(
+        &mut self,
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        out: &mut [f32],
+    ) -> Result<Letterbox, PreprocessError> {
+        if width == 0 || height == 0 || rgb.len() != width as usize * height as usize * 3 {
+            return Err(PreprocessError::BadFrame {
+                width,
+                height,
+                bytes: rgb.len(),
+            });
+        }
+        assert_eq!(
+            out.len(),
+            self.input_len(),
+            "input buffer of the wrong size"
+        );
+        if self.cached_size != (width, height) {
+            self.letterbox = Letterbox::new(width, height, self.spec.width, self.spec.height);
+            self.xs.build(width, self.letterbox.resized_width);
+            self.ys.build(height, self.letterbox.resized_height);
+            self.row
+                .resize(self.letterbox.resized_width as usize * 3, 0.0);
+            self.cached_size = (width, height);
+        }
+        let in_w = self.spec.width as usize;
+        let plane = in_w * self.spec.height as usize;
+        let pad = self.spec.pad_value * self.spec.scale;
+        out.fill(pad);
+        let scale = self.spec.scale;
+        // Plane index of the frame's R, G and B channels.
+        let planes = match self.spec.channel_order {
+            ChannelOrder::Rgb => [0, 1, 2],
+            ChannelOrder::Bgr => [2, 1, 0],
+        };
+        let stride = width as usize * 3;
+        let rw = self.letterbox.resized_width as usize;
+        for (dy, ((&y0, &y1), &fy)) in self
+            .ys
+            .lo
+            .iter()
+            .zip(&self.ys.hi)
+            .zip(&self.ys.frac)
+            .enumerate()
+        {
+            let r0 = &rgb[y0 as usize * stride..][..stride];
+            let r1 = &rgb[y1 as usize * stride..][..stride];
+            for (dx, ((&x0, &x1), &fx)) in self
+                .xs
+                .lo
+                .iter()
+                .zip(&self.xs.hi)
+                .zip(&self.xs.frac)
+                .enumerate()
+            {
+                let (a, b) = (x0 as usize * 3, x1 as usize * 3);
+                for c in 0..3 {
+                    let top = r0[a + c] as f32 + (r0[b + c] as f32 - r0[a + c] as f32) * fx;
+                    let bot = r1[a + c] as f32 + (r1[b + c] as f32 - r1[a + c] as f32) * fx;
+                    self.row[dx * 3 + c] = top + (bot - top) * fy;
+                }
+            }
+            let base = dy * in_w;
+            for (c, &p) in planes.iter().enumerate() {
+                let dst = &mut out[p * plane + base..][..rw];
+                for (dx, v) in dst.iter_mut().enumerate() {
+                    *v = self.row[dx * 3 + c] * scale;
+                }
+            }
+        }
+        Ok(self.letterbox)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(order: ChannelOrder) -> InputSpec {
+        InputSpec {
+            name: "images".into(),
+            width: 8,
+            height: 8,
+            channel_order: order,
+            pad_value: 114.0,
+            scale: 1.0,
+        }
+    }
+
+    #[test]
+    fn letterbox_keeps_aspect_and_maps_back() {
+        let lb = Letterbox::new(640, 360, 416, 416);
+        assert_eq!(lb.scale, 0.65);
+        assert_eq!((lb.resized_width, lb.resized_height), (416, 234));
+        let b = lb.to_frame([65.0, 13.0, 130.0, 500.0]);
+        assert_eq!(b, [100.0, 20.0, 200.0, 360.0]);
+    }
+
+    #[test]
+    fn wide_frame_is_padded_below_in_bgr_planes() {
+        // 4x2 frame, uniform colour (10, 20, 30) -> 8x4 region, rows 4..8 padded.
+        let rgb: Vec<u8> = [10u8, 20, 30].repeat(8);
+        let mut p = Preprocessor::new(spec(ChannelOrder::Bgr));
+        let mut out = vec![0.0; p.input_len()];
+        let lb = p.run(&rgb, 4, 2, &mut out).unwrap();
+        assert_eq!((lb.resized_width, lb.resized_height), (8, 4));
+        let plane = 64;
+        // B plane first.
+        assert_eq!(out[0], 30.0);
+        assert_eq!(out[plane], 20.0);
+        assert_eq!(out[2 * plane], 10.0);
+        assert_eq!(out[3 * 8 + 7], 30.0);
+        assert_eq!(out[4 * 8], 114.0);
+        assert_eq!(out[2 * plane + 63], 114.0);
+    }
+
+    #[test]
+    fn bilinear_interpolates_between_columns() {
+        // 2x1 frame black|white, upscaled to 8x4: values rise monotonically left to right.
+        let rgb = [0u8, 0, 0, 255, 255, 255];
+        let mut p = Preprocessor::new(spec(ChannelOrder::Rgb));
+        let mut out = vec![0.0; p.input_len()];
+        p.run(&rgb, 2, 1, &mut out).unwrap();
+        let row = &out[0..8];
+        assert_eq!(row[0], 0.0);
+        assert_eq!(row[7], 255.0);
+        assert!(row.windows(2).all(|w| w[0] <= w[1]), "{row:?}");
+        assert!(row[3] > 0.0 && row[3] < 255.0);
+    }
+
+    #[test]
+    fn short_buffer_is_an_error() {
+        let mut p = Preprocessor::new(spec(ChannelOrder::Rgb));
+        let mut out = vec![0.0; p.input_len()];
+        let err = p.run(&[0u8; 5], 2, 1, &mut out).unwrap_err();
+        assert_eq!(
+            err,
+            PreprocessError::BadFrame {
+                width: 2,
+                height: 1,
+                bytes: 5
+            }
+        );
+    }
+}
