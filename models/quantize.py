@@ -7,18 +7,34 @@ the top-left, pad 114, raw 0-255 values).
 
 The default export is chosen for tract-onnx 0.23 (the Rust runtime), not for onnxruntime:
 QOperator format, Conv only, per-tensor symmetric int8 weights, uint8 activations, MinMax
-calibration, with the stem conv, the 30 depthwise convs and the 9 prediction convs left in float.
-So the 73 pointwise convs become standard-domain QLinearConv and everything else (SiLU, Concat,
-Resize, MaxPool, ...) stays float. Why (measured, see models/README.md):
+calibration, and only the 16 pointwise convs of the stride-32 (13x13) stage are quantized
+(DEFAULT_QUANTIZE_ONLY: dark5 + SPP + its CSP block, the PAN stride-32 CSP block, the stride-32
+head stem). Every other conv (stem, the 30 depthwise convs, the stride-8/16 pointwise convs, the
+prediction convs) and every other op stays float. Why (measured, tract 0.23.9, x86_64 AVX-512 VNNI,
+1 thread, per-node profile):
+  - tract's QuantizeLinear (f32 -> u8) is a scalar per-element loop (round-ties-to-even):
+    ~24 ms/frame for the 65 of them the old "all 73 pointwise convs" export needed, while the
+    int8 matmuls it bought saved only ~2.5 ms over float (OptMatMul+Pack 24.0 vs 26.6 ms) because
+    tract's f32 kernels are already fast on these small convs. Every conv here is followed by
+    SiLU (float), so every quantized conv whose input is a float op (depthwise conv, Concat, Add,
+    MaxPool) pays a QuantizeLinear. Only where one quantized pointwise conv feeds another does
+    tract fold DequantizeLinear -> SiLU -> QuantizeLinear into a u8 LookupTable (no requantize).
+    At 13x13 the tensors are small (cheap QuantizeLinear) and the convs are the widest (256/512
+    input channels), which is the only place the trade is even; at stride 8/16 it loses.
+  - quantized depthwise convs go through Im2col + int8 matmul + unfused i32 requantization
+    (QScale/Add/Min/Max/Sub): ~250 ms/frame (profiled) with them quantized, so they cannot be used to build
+    longer int8 chains;
   - unrestricted QOperator emits com.microsoft QLinearSigmoid/QLinearMul/QLinearConcat/QLinearAdd,
     which tract does not load;
   - QDQ loads in tract but tract only folds Q/DQ pairs around unary ops (into lookup tables); the
-    convs stay float and the fake-quant ops are pure overhead;
+    convs stay float and the fake-quant ops are pure overhead (72-150 ms);
   - per-channel QLinearConv loads but tract does not fuse per-channel requantization into the
-    matmul (separate i32 Scale/Add/Min/Max/Sub/Reduce ops): ~8x slower than fp32;
-  - quantized depthwise and stem convs go through Im2col + int8 matmul in tract (slower than its
-    float depthwise kernel) and, with the prediction convs, cost most of the accuracy.
-Even so, int8 is slower than fp32 in tract 0.23 on x86_64 and loses detections: prefer fp32.
+    matmul: ~8x slower than fp32;
+  - replacing QuantizeLinear by Mul/Add/Clip/Cast does not help (Cast f32->u8 + the Mul/Add/Clip chain cost ~27 ms vs 24).
+Result: this default runs at the same speed as fp32 in tract on x86_64 (within measurement noise,
+~34 ms/frame both on a loaded 2-core box) and matches ~96% of the fp32 detections; the previous
+default (all 73 pointwise convs, `--quantize-only "" --keep-float stem,depthwise,head`) was ~50 ms
+and ~75-80%. It is not faster than fp32 on x86_64. On ARM (NEON/dotprod int8 kernels) re-measure.
 
 The tensor named by [embedding].tensor in the manifest ("1024", output of Mul_298, the PAN
 stride-32 feature map) is read by the Rust side as an extra output; this script fails if the
@@ -172,6 +188,13 @@ def match(ref: np.ndarray, test: np.ndarray, iou_thr: float = 0.5) -> tuple[int,
 
 # ---------------------------------------------------------------- quantization
 
+# The pointwise (1x1, group 1) SiLU convs of the stride-32 (13x13) stage of yolox_nano.onnx: dark5
+# (Conv_165/168), SPP out (175) and its CSP block (178-197 without the depthwise 187), the PAN
+# stride-32 CSP block (276-296 without the depthwise 289; Conv_296 -> Mul_298 = tensor "1024") and
+# the stride-32 head stem (365). See the module docstring for why only these.
+DEFAULT_QUANTIZE_ONLY = ("Conv_165,Conv_168,Conv_175,Conv_178,Conv_181,Conv_184,Conv_190,Conv_194,Conv_197,"
+                         "Conv_276,Conv_280,Conv_283,Conv_286,Conv_292,Conv_296,Conv_365")
+
 class FrameReader:
     """CalibrationDataReader over a list of image paths."""
 
@@ -217,7 +240,8 @@ def conv_groups(model) -> dict[str, list[str]]:
 
 def quantize(fp32: Path, out: Path, calib: list[Path], fmt: str, per_channel: bool, ops: list[str],
              act_type: str, weight_type: str, embed: str, input_name: str, size: int, pad: float,
-             preprocess: bool, keep_float: list[str], calib_method: str, sym_act: bool = False) -> None:
+             preprocess: bool, keep_float: list[str], calib_method: str, sym_act: bool = False,
+             quantize_only: list[str] | None = None) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -245,6 +269,18 @@ def quantize(fp32: Path, out: Path, calib: list[Path], fmt: str, per_channel: bo
                 float_nodes.append(k)
             else:
                 raise SystemExit(f"error: --keep-float {k!r} is neither a group {sorted(groups)} nor a node name")
+        if quantize_only:
+            # quantize exactly these nodes (groups or node names); every other node of `ops` stays float
+            only = set()
+            for k in quantize_only:
+                if k in groups:
+                    only |= set(groups[k])
+                elif k in names:
+                    only.add(k)
+                else:
+                    raise SystemExit(f"error: --quantize-only {k!r} is neither a group {sorted(groups)} nor a node name")
+            float_nodes += [n.name for n in model.graph.node
+                            if (not ops or n.op_type in ops) and n.name not in only]
         # Keep the embedding tensor a float tensor under its exact name: never quantize its producer
         # (only matters when Mul is in `ops`; Conv-only never touches Mul_298).
         producer = [n.name for n in model.graph.node if embed in n.output]
@@ -268,7 +304,8 @@ def quantize(fp32: Path, out: Path, calib: list[Path], fmt: str, per_channel: bo
     from collections import Counter
     ops_hist = Counter(n.op_type for n in q.graph.node)
     if float_nodes:
-        print(f"kept float: {len(set(float_nodes))} nodes ({', '.join(keep_float)})")
+        print(f"kept float: {len(set(float_nodes))} nodes ({', '.join(keep_float)}"
+              + (f"; quantize-only {len(quantize_only)} entries" if quantize_only else "") + ")")
     print(f"wrote {out} ({out.stat().st_size:,} bytes); ops: " + ", ".join(f"{k}x{v}" for k, v in sorted(ops_hist.items())))
     if embed:
         how = "its producer excluded from quantization" if exclude else "its producer is not quantized"
@@ -341,8 +378,13 @@ def main() -> int:
     ap.add_argument("--ops", default="Conv", help="comma-separated op types to quantize (default: Conv)")
     ap.add_argument("--activation-type", choices=["uint8", "int8"], default="uint8")
     ap.add_argument("--weight-type", choices=["uint8", "int8"], default="int8")
+    ap.add_argument("--quantize-only", default=DEFAULT_QUANTIZE_ONLY,
+                    help="comma-separated conv groups (stem, depthwise, head) or node names to quantize; every other "
+                         "node of --ops stays float (default: the 16 stride-32 pointwise convs; '' = quantize all "
+                         "--ops nodes except --keep-float)")
     ap.add_argument("--keep-float", default="stem,depthwise,head",
-                    help="comma-separated conv groups (stem, depthwise, head) or node names left in float")
+                    help="comma-separated conv groups (stem, depthwise, head) or node names left in float "
+                         "(applies on top of --quantize-only)")
     ap.add_argument("--symmetric-activations", action="store_true", help="activation zero point 0 (int8) / 128 (uint8)")
     ap.add_argument("--calibrate-method", choices=["minmax", "percentile"], default="minmax")
     ap.add_argument("--no-preprocess", action="store_true", help="skip quant_pre_process (shape inference + ORT basic optimisation)")
@@ -368,10 +410,12 @@ def main() -> int:
     if not a.eval_only:
         t = time.time()
         print(f"calibrating on {len(calib)} frames of {a.calib_dir} (of {len(frames)}); format={a.format} "
-              f"ops={a.ops} per_channel={a.per_channel} act={a.activation_type} weight={a.weight_type}")
+              f"ops={a.ops} per_channel={a.per_channel} act={a.activation_type} weight={a.weight_type} "
+              f"quantize_only={'default (16 stride-32 pointwise convs)' if a.quantize_only == DEFAULT_QUANTIZE_ONLY else (a.quantize_only or 'all')}")
         quantize(a.fp32, a.out, calib, a.format, a.per_channel, [o for o in a.ops.split(",") if o],
                  a.activation_type, a.weight_type, embed, inp["name"], size, pad, not a.no_preprocess,
-                 [k for k in a.keep_float.split(",") if k], a.calibrate_method, a.symmetric_activations)
+                 [k for k in a.keep_float.split(",") if k], a.calibrate_method, a.symmetric_activations,
+                 [k for k in a.quantize_only.split(",") if k])
         print(f"quantized in {time.time() - t:.0f} s")
 
     if a.eval_count > 0:

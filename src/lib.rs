@@ -13,3 +13,12 @@ pub mod preprocess;
 pub mod source;
 pub mod record;
 pub mod rng;
+pub mod config;
+pub mod pipeline;
+pub mod score;
+pub mod spool;
+pub mod policy;
+pub mod sketch;
+pub mod embedding;
+
+pub mod shutdown;

@@ -2,11 +2,15 @@
 
 use edgesieve::bench;
 use edgesieve::cli::{Args, CliError};
+use edgesieve::config::Config;
 use edgesieve::detector::{Detector, DetectorOptions};
 use edgesieve::logger;
 use edgesieve::manifest::{Manifest, Precision};
+use edgesieve::pipeline::{load_manifest, Pipeline};
 use edgesieve::postprocess::Detections;
+use edgesieve::record::Reason;
 use edgesieve::source::{Frame, FrameSource};
+use edgesieve::spool::Spool;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +22,12 @@ USAGE:
   edgesieve detect [MODEL OPTIONS] [--threshold T] FRAMES|-
       One JSON line per detection: frame, class, score, box [x1, y1, x2, y2] in frame pixels.
       FRAMES is a folder of JPEG/PNG files or a .y4m file; - reads YUV4MPEG2 from stdin.
+  edgesieve run --input FRAMES|- --spool DIR [--config FILE] [MODEL OPTIONS]
+      The main job: scores every frame, keeps the valuable few in the spool, prints a summary.
+  edgesieve inspect DIR
+      The spool's records as JSON lines.
+  edgesieve config
+      Every configuration key with its default, as TOML.
   edgesieve bench [MODEL OPTIONS] [--input DIR] [--frames N] [--warmup N]
       Per-stage ms/frame and fps, fp32 and int8, one thread and all cores.
   edgesieve --version | --help
@@ -39,6 +49,12 @@ fn main() -> ExitCode {
     let result = match argv.first().map(String::as_str) {
         Some("detect") => cmd_detect(&argv[1..]),
         Some("bench") => cmd_bench(&argv[1..]),
+        Some("run") => cmd_run(&argv[1..]),
+        Some("inspect") => cmd_inspect(&argv[1..]),
+        Some("config") => {
+            print!("{}", Config::default().to_toml());
+            Ok(())
+        }
         Some("--version") | Some("-V") | Some("version") => {
             println!("{}", version_line());
             Ok(())
@@ -60,12 +76,12 @@ fn main() -> ExitCode {
 }
 
 fn version_line() -> String {
+    // Both set by build.rs: the target triple, and the git revision ("unknown" without git).
     format!(
-        "edgesieve {} ({} {}, git {})",
+        "edgesieve {} ({}, git {})",
         env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH,
-        std::env::consts::OS,
-        option_env!("EDGESIEVE_GIT_REV").unwrap_or("unknown")
+        env!("EDGESIEVE_TARGET"),
+        env!("EDGESIEVE_GIT_REV")
     )
 }
 
@@ -229,4 +245,189 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn cmd_run(argv: &[String]) -> Result<(), String> {
+    let mut flags = MODEL_FLAGS.to_vec();
+    flags.extend(["--input", "--spool", "--config"]);
+    // SIGTERM (systemd stop) / SIGINT: a flag checked between frames, so the frame in hand
+    // finishes (its spool entry complete on disk) and the end-of-run code still runs; exit 0.
+    // Installed first, so a stop during model loading also ends cleanly, with 0 frames.
+    let shutdown = edgesieve::shutdown::Shutdown::install().map_err(err)?;
+    let args = Args::parse(argv, &flags, &[]).map_err(err)?;
+    if let Some(extra) = args.positionals.first() {
+        return Err(format!(
+            "run: unexpected argument {extra:?} (frames go after --input)"
+        ));
+    }
+    let input = args
+        .value("--input")
+        .ok_or("run needs --input FRAMES|- (a folder, a .y4m file or - for stdin)")?;
+    let spool_dir = args
+        .value("--spool")
+        .ok_or("run needs --spool DIR (where kept frames are stored)")?;
+    let mut config = match args.value("--config") {
+        Some(p) => Config::load(Path::new(p)).map_err(err)?,
+        None => Config::default(),
+    };
+    if let Some(level) = config.log_level.as_deref().and_then(logger::parse_level) {
+        if std::env::var_os("EDGESIEVE_LOG").is_none() {
+            logger::set_level(level);
+        }
+    }
+    // Command-line model options override the config file.
+    if let Some(m) = args.value("--model") {
+        config.detector.model = Some(PathBuf::from(m));
+    }
+    if let Some(p) = args.value("--precision") {
+        config.detector.precision = p.to_string();
+    }
+    if let Some(t) = args.parsed::<usize>("--threads").map_err(err)? {
+        config.detector.threads = t;
+    }
+    if args.value("--onnx").is_some() {
+        return Err("run: use a manifest (--model) rather than --onnx".into());
+    }
+    config.validate().map_err(err)?;
+
+    let manifest = load_manifest(&config, &default_manifest_path()).map_err(err)?;
+    // Spool::open recovers from an earlier crash and logs what it found.
+    let (spool, _recovery) =
+        Spool::open(Path::new(spool_dir), config.spool.clone()).map_err(err)?;
+    let mut pipeline = Pipeline::new(&config, manifest, Some(spool)).map_err(err)?;
+    let sketch_path = Path::new(spool_dir).join("sketch.bin");
+    if let Some(sketch) = edgesieve::pipeline::load_sketch(&sketch_path).map_err(err)? {
+        log::info!(
+            "sketch {}: {} centres from earlier runs",
+            sketch_path.display(),
+            sketch.len()
+        );
+        *pipeline.sketch_mut() = sketch;
+    }
+    let mut source = FrameSource::open(input).map_err(err)?;
+    let described = source.describe();
+    pipeline.set_source_label(&described);
+    log::info!(
+        "reading {described}; model {}",
+        pipeline.detector().model_path().display()
+    );
+
+    let start_ms = if config.input.start_ms > 0 {
+        config.input.start_ms
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let frame_ms = 1000.0 / config.input.fps;
+    let started = std::time::Instant::now();
+    let mut frame = Frame::new();
+    let mut failed = 0u64;
+    let mut reasons = [0u64; 4];
+    let mut fatal = None;
+    loop {
+        if let Some(why) = shutdown.reason() {
+            log::info!("{why}: stopping after the frame in hand");
+            break;
+        }
+        let Some(next) = source.next_frame(&mut frame) else {
+            break;
+        };
+        if let Err(e) = next {
+            if e.is_fatal() {
+                fatal = Some(e.to_string());
+                break;
+            }
+            log::warn!("skipping frame: {e}");
+            failed += 1;
+            continue;
+        }
+        let ts = start_ms + (frame.index as f64 * frame_ms) as u64;
+        let outcome = pipeline
+            .process(&frame, ts)
+            .map_err(|e| format!("frame {}: {e}", frame.name))?;
+        if outcome.stored {
+            for r in &outcome.decision.reasons {
+                reasons[match r {
+                    Reason::Value => 0,
+                    Reason::Explore => 1,
+                    Reason::ClassTrigger(_) => 2,
+                    Reason::RareClass(_) => 3,
+                }] += 1;
+            }
+            log::debug!(
+                "kept {} value {:.3} (u {:.3}, n {:.3}) {:?}",
+                frame.name,
+                outcome.decision.scores.value,
+                outcome.decision.scores.uncertainty,
+                outcome.decision.scores.novelty,
+                outcome.decision.reasons
+            );
+        }
+    }
+    // Whatever happened to the input, what was kept stays kept: save the sketch, then report.
+    edgesieve::pipeline::save_sketch(&sketch_path, pipeline.sketch()).map_err(err)?;
+    let stats = pipeline.stats();
+    let secs = started.elapsed().as_secs_f64();
+    let ratio = if stats.frames > 0 {
+        stats.kept as f64 / stats.frames as f64
+    } else {
+        0.0
+    };
+    let summary = format!(
+        "{} frames seen, {} kept ({:.2}%, target {:.2}%), {} failed; reasons: value {}, explore {}, trigger {}, rare class {}; spool rejected {}, evicted {}; {:.1} frames/s",
+        stats.frames,
+        stats.kept,
+        ratio * 100.0,
+        config.policy.target_keep_ratio * 100.0,
+        failed,
+        reasons[0],
+        reasons[1],
+        reasons[2],
+        reasons[3],
+        stats.spool_rejected,
+        stats.spool_evicted,
+        stats.frames as f64 / secs.max(1e-9)
+    );
+    log::info!("{summary}");
+    println!("{summary}");
+    if let Some(e) = fatal {
+        return Err(format!(
+            "input stopped: {e} (after {} frames; kept frames are safe)",
+            stats.frames
+        ));
+    }
+    if stats.frames == 0 && failed > 0 {
+        return Err(format!("none of the {failed} frames could be decoded"));
+    }
+    Ok(())
+}
+
+fn cmd_inspect(argv: &[String]) -> Result<(), String> {
+    let args = Args::parse(argv, &[], &[]).map_err(err)?;
+    let [dir] = args.positionals.as_slice() else {
+        return Err("inspect takes one spool DIR".into());
+    };
+    let records = Spool::read_records(Path::new(dir)).map_err(err)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (id, record) in records {
+        let mut value = serde_json::to_value(&record).map_err(err)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("id".into(), serde_json::Value::from(id));
+        }
+        if let Err(e) = writeln!(out, "{value}") {
+            return quiet_on_closed_pipe(e);
+        }
+    }
+    out.flush().or_else(quiet_on_closed_pipe)
+}
+
+/// A reader that stops early (`| head`) is not an error.
+fn quiet_on_closed_pipe(e: std::io::Error) -> Result<(), String> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(e.to_string())
+    }
 }

@@ -399,9 +399,20 @@ fn decode_image(
         let dec = PngDecoder::new(cursor).map_err(|e| format!("PNG: {e}"))?;
         decode_with(dec, frame, scratch).map_err(|e| format!("PNG: {e}"))
     } else {
+        // The JPEG decoder fills a cut-off file with grey and reports success; a frame that lost
+        // its tail (camera dropped out mid-write) must be refused, so look for end-of-image.
+        if !ends_with_jpeg_eoi(bytes) {
+            return Err("JPEG: truncated (no end-of-image marker)".into());
+        }
         let dec = JpegDecoder::new(cursor).map_err(|e| format!("JPEG: {e}"))?;
         decode_with(dec, frame, scratch).map_err(|e| format!("JPEG: {e}"))
     }
+}
+
+/// True when the JPEG's last marker is EOI (FF D9), allowing trailing padding some encoders add.
+fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(64)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn decode_with<D: ImageDecoder>(
@@ -1124,8 +1135,8 @@ mod tests {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
             (seed >> 16) as u8
         };
-        for (w, h) in [(1, 1), (2, 2), (5, 3), (7, 4), (6, 5), (1, 6)] {
-            let (cw, ch) = ((w + 1) / 2, (h + 1) / 2);
+        for (w, h) in [(1usize, 1usize), (2, 2), (5, 3), (7, 4), (6, 5), (1, 6)] {
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
             let y: Vec<u8> = (0..w * h).map(|_| rnd()).collect();
             let u: Vec<u8> = (0..cw * ch).map(|_| rnd()).collect();
             let v: Vec<u8> = (0..cw * ch).map(|_| rnd()).collect();

@@ -1,0 +1,150 @@
+//! Which tract-linalg kernels the optimized detector runs on this machine.
+//!
+//!   cargo run --release --example kernels [-- --precision int8|fp32] [--model MANIFEST] [--dump]
+//!   cargo run --target aarch64-unknown-linux-gnu --example kernels      # under qemu (runner)
+//!
+//! Loads the model exactly as the detector does (same input fact, same outputs, into_optimized),
+//! then reports:
+//!   - the instruction set tract-linalg detected (`isa`),
+//!   - every matrix-multiply node (convs and dense layers become OptMatMul) with the kernel tract
+//!     picked for it: the name says where it comes from (arm64simd_*, armv7neon_*, sve_*,
+//!     x86_64_fma_*, avx512*_*, … versus generic_* = portable Rust reference),
+//!   - the element-wise/routine kernels the other ops use (sigmoid, SiLU, lookup table, binary
+//!     ops, depthwise conv), as tract's routine registry resolves them for this machine,
+//!   - the ops that have no tract-linalg kernel at all (plain Rust loops in tract-core).
+//!
+//! Exit status 1 when a main op (an OptMatMul) runs a generic_* kernel: `--check` in scripts
+//! and CI. `--dump` prints every node with tract's own description of it.
+
+use edgesieve::manifest::{Manifest, Precision};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tract_linalg::isa;
+use tract_linalg::routines::{self, Func};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{bail, format_err};
+use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("kernels: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> TractResult<()> {
+    let mut precision = Precision::Int8;
+    let mut manifest_path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/yolox_nano.toml"
+    ));
+    let (mut dump, mut check) = (false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--precision" => {
+                let p = args.next().unwrap_or_default();
+                precision = Precision::parse(&p).ok_or_else(|| format_err!("precision {p:?}"))?;
+            }
+            "--model" => manifest_path = PathBuf::from(args.next().unwrap_or_default()),
+            "--dump" => dump = true,
+            "--check" => check = true,
+            other => bail!("unknown argument {other:?} (--precision P, --model M, --dump, --check)"),
+        }
+    }
+    let manifest = Manifest::load(&manifest_path)?;
+    let path = manifest.model_path(precision)?;
+
+    let t0 = std::time::Instant::now();
+    let mut model = tract_onnx::onnx().model_for_path(&path)?;
+    let (h, w) = (
+        manifest.input.height as usize,
+        manifest.input.width as usize,
+    );
+    model.set_input_fact(0, f32::fact([1, 3, h, w]).into())?;
+    let mut outputs = vec![manifest.output.name.clone()];
+    if let Some(e) = &manifest.embedding {
+        outputs.push(e.tensor.clone());
+    }
+    model.select_outputs_by_name(&outputs)?;
+    let model = model.into_optimized()?;
+    let load_s = t0.elapsed().as_secs_f64();
+
+    let native = isa::native();
+    println!(
+        "edgesieve kernels: {} model {} ({precision}), target {}, optimized in {load_s:.1} s",
+        manifest.name,
+        path.display(),
+        std::env::consts::ARCH
+    );
+    println!("isa: {native:?}");
+
+    // Main ops: every matrix multiply, with the kernel(s) picked for its shape.
+    let mut mm_kernels: BTreeMap<String, usize> = BTreeMap::new();
+    let mut op_counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut generic_main = Vec::new();
+    for node in model.nodes() {
+        *op_counts.entry(node.op().name().to_string()).or_default() += 1;
+        if dump {
+            println!("node {:>4} {:<32} {}", node.id, node.name, node.op().name());
+            for line in node.op().info().unwrap_or_default() {
+                println!("           {line}");
+            }
+        }
+        if let Some(mm) = node.op_as::<OptMatMul>() {
+            for k in &mm.mmm {
+                let name = k.name().to_string();
+                if name.starts_with("generic") {
+                    generic_main.push(format!("{} ({name})", node.name));
+                }
+                *mm_kernels.entry(name).or_default() += 1;
+            }
+        }
+    }
+    println!(
+        "ops after optimization: {}",
+        op_counts
+            .iter()
+            .map(|(k, v)| format!("{k} x{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("matmul kernels (OptMatMul nodes, per kernel):");
+    for (k, n) in &mm_kernels {
+        println!("  {k:<40} x{n}");
+    }
+
+    // Routines the other ops dispatch to (resolved once per process by tract-linalg).
+    println!("routine kernels for this machine (function, type: kernel [standing]):");
+    let funcs = [
+        (Func::Sigmoid, DatumType::F32),
+        (Func::Silu, DatumType::F32),
+        (Func::Lut, DatumType::U8),
+        (Func::BinUnicast(tract_linalg::BinOp::Add), DatumType::F32),
+        (Func::BinUnicast(tract_linalg::BinOp::Mul), DatumType::F32),
+        (Func::BinByScalar(tract_linalg::BinOp::Mul), DatumType::F32),
+        (Func::BinByScalar(tract_linalg::BinOp::Add), DatumType::F32),
+        (Func::DepthwiseW, DatumType::F32),
+        (Func::DepthwiseC, DatumType::F32),
+        (Func::ConvW4, DatumType::F32),
+        (Func::ReduceMax, DatumType::F32),
+    ];
+    for (func, dt) in funcs {
+        let name = routines::best_for(func, dt, &native).map_or("-", |r| r.name());
+        let standing = routines::standing(func, dt, &native);
+        println!("  {:<20} {dt:?}: {name} [{standing:?}]", format!("{func:?}"));
+    }
+
+    if generic_main.is_empty() {
+        println!("main ops: no OptMatMul runs a generic_* (reference) kernel");
+    } else {
+        println!(
+            "main ops on generic_* (reference) kernels: {}",
+            generic_main.join(", ")
+        );
+        if check {
+            std::process::exit(1);
+        }
+    }
+    Ok(())
+}
