@@ -1,7 +1,7 @@
 //! The `edgesieve` command.
 
 use edgesieve::bench;
-use edgesieve::cli::{Args, CliError};
+use edgesieve::cli::Args;
 use edgesieve::config::Config;
 use edgesieve::detector::{Detector, DetectorOptions};
 use edgesieve::logger;
@@ -130,10 +130,7 @@ fn cmd_detect(argv: &[String]) -> Result<(), String> {
     flags.push("--threshold");
     let args = Args::parse(argv, &flags, &[]).map_err(err)?;
     let [input] = args.positionals.as_slice() else {
-        return Err(CliError(
-            "detect takes one FRAMES argument (folder, .y4m file or -)".into(),
-        ))
-        .map_err(err);
+        return Err("detect takes one FRAMES argument (folder, .y4m file or -)".into());
     };
     let threshold: f32 = args.parsed("--threshold").map_err(err)?.unwrap_or(0.3);
     let (manifest, options) = model_options(&args)?;
@@ -193,9 +190,9 @@ fn write_detection_json(
         .unwrap_or("?");
     let b = d.bbox;
     // serde_json for the strings (escaping); numbers rounded for readable lines.
-    let _ = write!(
+    let _ = writeln!(
         buf,
-        "{{\"frame\":{},\"index\":{},\"class\":{},\"class_id\":{},\"score\":{:.4},\"box\":[{:.1},{:.1},{:.1},{:.1}]}}\n",
+        "{{\"frame\":{},\"index\":{},\"class\":{},\"class_id\":{},\"score\":{:.4},\"box\":[{:.1},{:.1},{:.1},{:.1}]}}",
         serde_json::Value::from(frame.name.as_str()),
         frame.index,
         serde_json::Value::from(class),
@@ -346,6 +343,15 @@ fn cmd_run(argv: &[String]) -> Result<(), String> {
         let outcome = pipeline
             .process(&frame, ts)
             .map_err(|e| format!("frame {}: {e}", frame.name))?;
+        log::trace!(
+            "frame {} u {:.3} n {:.3} value {:.3} threshold {:.3} keep {}",
+            frame.name,
+            outcome.decision.scores.uncertainty,
+            outcome.decision.scores.novelty,
+            outcome.decision.scores.value,
+            outcome.decision.scores.threshold,
+            outcome.stored
+        );
         if outcome.stored {
             for r in &outcome.decision.reasons {
                 reasons[match r {

@@ -1086,7 +1086,7 @@ mod tests {
         };
         let mut spool = Spool::open(&tmp.0, config).expect("open").0;
         for v in [0.5, 0.2, 0.8] {
-            assert_eq!(put(&mut spool, v).id().is_some(), true);
+            assert!(put(&mut spool, v).id().is_some());
         }
         assert_eq!(put(&mut spool, 0.6), stored(4, 1));
         assert_eq!(values(&spool), vec![0.5, 0.8, 0.6]);

@@ -612,35 +612,39 @@ fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
     out.line(
         "  k-median = offline greedy that minimises the mean distance (the reference for mean coverage)",
     );
-    let per_clip = |sel: &[usize]| {
-        let mut c = vec![0usize; clips_total];
-        for &i in sel {
-            if let Some(x) = c.get_mut(run.clip_of[i]) {
-                *x += 1;
-            }
-        }
-        c.iter().map(|x| format!("{x:>5}")).collect::<String>()
-    };
-    out.line(format!(
-        "  kept per clip:         {}",
-        run.clips
+    out.line("");
+    out.line(
+        "  per clip        frames  kept: pipeline uniform k-centre   mean uncert. (=0)  mean novelty  mean value",
+    );
+    for (c, clip) in run.clips.iter().enumerate() {
+        let members: Vec<usize> = (0..n).filter(|&i| run.clip_of[i] == c).collect();
+        let count = |sel: &[usize]| sel.iter().filter(|&&i| run.clip_of[i] == c).count();
+        let m = members.len().max(1) as f64;
+        let mean = |f: &dyn Fn(&FrameRecord) -> f32| {
+            members
+                .iter()
+                .map(|&i| f(&run.frames[i]) as f64)
+                .sum::<f64>()
+                / m
+        };
+        let zero = members
             .iter()
-            .map(|c| format!("{:>5.5}", c.clip))
-            .collect::<String>()
-    ));
-    out.line(format!("    pipeline             {}", per_clip(&ours)));
-    out.line(format!(
-        "    uniform in time      {}",
-        per_clip(&uniform_sel)
-    ));
-    out.line(format!(
-        "    k-centre, embedding  {}",
-        per_clip(&kc_emb_sel)
-    ));
-    out.line(format!(
-        "    clip size            {}",
-        per_clip(&(0..n).collect::<Vec<_>>())
-    ));
+            .filter(|&&i| run.frames[i].uncertainty == 0.0)
+            .count() as f64
+            / m;
+        out.line(format!(
+            "  {:<15} {:>6}  {:>14} {:>7} {:>8}   {:>12.3} ({:>3.0}%) {:>12.3} {:>11.3}",
+            clip.clip,
+            members.len(),
+            count(&ours),
+            count(&uniform_sel),
+            count(&kc_emb_sel),
+            mean(&|f| f.uncertainty),
+            zero * 100.0,
+            mean(&|f| f.novelty),
+            mean(&|f| f.value)
+        ));
+    }
 
     out.line("");
     out.line("targets:");

@@ -1,0 +1,210 @@
+//! `edgesieve run` stops cleanly on SIGTERM (what systemd sends on `systemctl stop`): it finishes
+//! the frame in hand, keeps every spool entry whole, saves the sketch, prints the summary and
+//! exits 0.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const FRAMES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/drive-tmo324-lane-detecting/frames"
+);
+/// Generous: under qemu-user the model takes tens of seconds to load and a frame seconds.
+const START_TIMEOUT: Duration = Duration::from_secs(600);
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn edgesieve() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgesieve"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edgesieve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The number before `label` in the summary line ("12 frames seen, 3 kept ...").
+fn count_before(summary: &str, label: &str) -> u64 {
+    let at = summary
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in {summary:?}"));
+    summary[..at]
+        .split(|c: char| !c.is_ascii_digit())
+        .rfind(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no count before {label:?} in {summary:?}"))
+}
+
+fn stop_cleanly_on(signal: &str) {
+    let total_frames = std::fs::read_dir(FRAMES).unwrap().count() as u64;
+    let dir = temp_dir(&format!("sigterm-{signal}"));
+    let spool = dir.join("spool");
+    let config = dir.join("edgesieve.toml");
+    // Keep often, so the spool has entries to check when the signal lands.
+    std::fs::write(
+        &config,
+        "[policy]\ntarget_keep_ratio = 0.5\nexplore_probability = 0.25\n",
+    )
+    .unwrap();
+
+    let mut child = edgesieve()
+        .args(["run", "--input", FRAMES, "--spool"])
+        .arg(&spool)
+        .arg("--config")
+        .arg(&config)
+        .env("EDGESIEVE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+
+    // stderr lines to this thread; all of it kept for the failure messages.
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+
+    // Wait until a frame has been processed and kept (the run logs "kept <frame>" at debug).
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut seen_kept = false;
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("edgesieve: kept ") => {
+                seen_kept = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if !seen_kept {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "no frame was kept before the timeout or exit:\n{}",
+            reader.join().unwrap()
+        );
+    }
+
+    let kill = Command::new("sh")
+        .args(["-c", &format!("kill -{signal} {pid}")])
+        .status()
+        .unwrap();
+    assert!(kill.success(), "kill -{signal} {pid} failed");
+    let sent = Instant::now();
+    let Some(status) = wait_with_timeout(&mut child, STOP_TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "still running {STOP_TIMEOUT:?} after SIG{signal}:\n{}",
+            reader.join().unwrap()
+        );
+    };
+    let stop_s = sent.elapsed().as_secs_f64();
+    let log = reader.join().unwrap();
+    let stdout = out_reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}; log:\n{log}");
+    assert!(
+        log.contains(&format!("SIG{signal}: stopping after the frame in hand")),
+        "{log}"
+    );
+
+    // The summary, on stdout as at any normal end; the run stopped early.
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("frames seen"))
+        .unwrap_or_else(|| panic!("no summary on stdout {stdout:?}; log:\n{log}"));
+    let seen = count_before(summary, "frames seen");
+    let kept = count_before(summary, "kept");
+    assert!(
+        seen >= 1 && seen < total_frames,
+        "{summary}: expected a stop part-way through {total_frames} frames"
+    );
+    assert!(kept >= 1, "{summary}");
+    eprintln!("stopped {stop_s:.2} s after SIG{signal}: {summary}");
+
+    // Every entry whole: `inspect` reads them all, and there is one per kept frame.
+    let inspect = edgesieve().arg("inspect").arg(&spool).output().unwrap();
+    let inspect_err = String::from_utf8_lossy(&inspect.stderr);
+    assert!(inspect.status.success(), "inspect failed: {inspect_err}");
+    let records = String::from_utf8(inspect.stdout).unwrap();
+    assert_eq!(
+        records.lines().count() as u64,
+        kept,
+        "spool entries vs kept frames ({summary})"
+    );
+    for line in records.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("record is JSON");
+        assert!(v["frame_name"].is_string(), "{line}");
+    }
+    assert!(
+        !inspect_err.contains("WARN"),
+        "inspect found damaged entries: {inspect_err}"
+    );
+    // No interrupted writes left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The sketch was saved, and a restart picks it up.
+    let sketch = spool.join("sketch.bin");
+    let len = std::fs::metadata(&sketch)
+        .unwrap_or_else(|e| panic!("{}: {e}", sketch.display()))
+        .len();
+    assert!(len > 0, "empty {}", sketch.display());
+    assert!(edgesieve::pipeline::load_sketch(Path::new(&sketch))
+        .expect("sketch loads")
+        .is_some_and(|s| s.len() > 0));
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_finishes_the_frame_saves_and_exits_0() {
+    stop_cleanly_on("TERM");
+}
+
+#[test]
+fn sigint_does_the_same() {
+    stop_cleanly_on("INT");
+}
