@@ -5,20 +5,20 @@
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod detector;
+pub mod embedding;
 pub mod logger;
 pub mod manifest;
+pub mod pipeline;
+pub mod policy;
 pub mod postprocess;
 pub mod preprocess;
-pub mod source;
 pub mod record;
 pub mod rng;
-pub mod config;
-pub mod pipeline;
 pub mod score;
-pub mod spool;
-pub mod policy;
 pub mod sketch;
-pub mod embedding;
+pub mod source;
+pub mod spool;
 
 pub mod shutdown;

@@ -20,13 +20,14 @@ pub struct Letterbox {
 
 impl Letterbox {
     pub fn new(frame_width: u32, frame_height: u32, input_width: u32, input_height: u32) -> Self {
-        let scale = (input_width as f32 / frame_width as f32)
-            .min(input_height as f32 / frame_height as f32);
-        // Truncation as in YOLOX's own preprocessing, clamped so a tiny frame still has a pixel.
-        let resized_width = ((frame_width as f32 * scale) as u32).clamp(1, input_width);
-        let resized_height = ((frame_height as f32 * scale) as u32).clamp(1, input_height);
+        // In f64 and truncated, as YOLOX's own (Python) preprocessing: in f32, 360 * 0.65 is
+        // 233.99998 and would lose a row. Clamped so a tiny frame still has a pixel.
+        let scale = (f64::from(input_width) / f64::from(frame_width))
+            .min(f64::from(input_height) / f64::from(frame_height));
+        let resized_width = ((f64::from(frame_width) * scale) as u32).clamp(1, input_width);
+        let resized_height = ((f64::from(frame_height) * scale) as u32).clamp(1, input_height);
         Letterbox {
-            scale,
+            scale: scale as f32,
             resized_width,
             resized_height,
             frame_width,

@@ -9,6 +9,18 @@
 //! Regenerate (on x86_64 only) after an intended model or detector change:
 //!   EDGESIEVE_BLESS=1 cargo test --release --test arm_parity
 //!
+//! The int8 model is not committed: models/fetch rebuilds it with onnxruntime at set-up. Its bytes
+//! are deterministic on one machine (fixed frames, MinMax calibration), but another CPU (other
+//! MLAS kernels) or another onnxruntime can round a calibration range differently and give other
+//! scales, hence other bytes and slightly other detections. So the reference says which model
+//! files it was made from (SHA-256), and:
+//!   - scripts/test-arm (CI) first writes a fresh x86_64 reference from this machine's models
+//!     (EDGESIEVE_BLESS=1 EDGESIEVE_PARITY_REF=FILE, on the host) and then checks the ARM build
+//!     against it (EDGESIEVE_PARITY_REF=FILE): the same model bytes on both sides, always;
+//!   - against the committed golden (no EDGESIEVE_PARITY_REF), a model whose SHA-256 differs from
+//!     the golden's is skipped with a note on x86_64 (there the test is a determinism check), and
+//!     is a failure on any other target (use scripts/test-arm there).
+//!
 //! Tolerances. The two builds run different kernels on the same weights: tile shapes (AVX-512
 //! 32x6/16x12 vs NEON 8x8 vs armv7 8x6) change the order of the k-sums, FMA vs. separate
 //! multiply-add (armv7 NEON has no fused f32 FMA in the kernels) change rounding, and sigmoid /
@@ -40,10 +52,7 @@ const FRAMES: &str = concat!(
     "/../shared/data/drive-tmo324-lane-detecting/frames"
 );
 const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");
-const GOLDEN: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/golden/detections.jsonl"
-);
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/detections.jsonl");
 const FRAME_COUNT: usize = 12;
 
 /// The detector's own pre-NMS floor (PostprocessOptions::default().min_score).
@@ -90,6 +99,15 @@ fn manifest() -> Manifest {
 
 fn blessing() -> bool {
     std::env::var("EDGESIEVE_BLESS").is_ok_and(|v| v == "1")
+}
+
+/// The reference to compare with (or to write when blessing): EDGESIEVE_PARITY_REF, else the
+/// committed golden. The flag says which.
+fn reference() -> (PathBuf, bool) {
+    match std::env::var_os("EDGESIEVE_PARITY_REF").filter(|v| !v.is_empty()) {
+        Some(p) => (PathBuf::from(p), true),
+        None => (PathBuf::from(GOLDEN), false),
+    }
 }
 
 /// FRAME_COUNT frames spread evenly over the drive, by name.
@@ -167,37 +185,58 @@ fn precision_name(p: Precision) -> &'static str {
 #[test]
 fn detections_match_the_x86_64_golden() {
     let precisions = [Precision::Fp32, Precision::Int8];
+    let (reference, explicit) = reference();
     if blessing() {
-        bless(&precisions);
+        bless(&precisions, &reference);
         return;
     }
-    let text = std::fs::read_to_string(GOLDEN).unwrap_or_else(|e| {
-        panic!("{GOLDEN}: {e}; generate it on x86_64 with EDGESIEVE_BLESS=1 cargo test --release --test arm_parity")
+    let text = std::fs::read_to_string(&reference).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generate it on x86_64 with EDGESIEVE_BLESS=1 cargo test --release --test arm_parity",
+            reference.display()
+        )
     });
     let mut lines = text.lines();
     let header: Header = serde_json::from_str(lines.next().expect("header line")).unwrap();
     let golden: Vec<GoldenFrame> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
 
+    let on_x86_64 = std::env::consts::ARCH == "x86_64";
+    let mut compared = Vec::new();
+    let mut skipped = Vec::new();
     for p in precisions {
         let (want, have) = match p {
             Precision::Fp32 => (&header.fp32_sha256, model_sha(p)),
             Precision::Int8 => (&header.int8_sha256, model_sha(p)),
         };
-        assert_eq!(
-            &have,
-            want,
-            "\nthe {} model is not the one {GOLDEN} was made from (sha256 {have}, golden has {want}).\n\
-             models/fetch rebuilt it (models/quantize.py, or a different onnxruntime, changed its bytes).\n\
-             If the new model is intended, regenerate the golden on x86_64:\n  \
-             EDGESIEVE_BLESS=1 cargo test --release --test arm_parity\n",
-            precision_name(p)
+        if &have == want {
+            compared.push(p);
+            continue;
+        }
+        let what = format!(
+            "the {} model is not the one {} was made from (sha256 {have}, reference has {want})",
+            precision_name(p),
+            reference.display()
         );
+        if explicit || !on_x86_64 {
+            panic!(
+                "\n{what}.\nOn ARM, compare with an x86_64 reference made from this machine's models: \
+                 scripts/test-arm does (EDGESIEVE_PARITY_REF). If a new model is intended, regenerate \
+                 the golden on x86_64:\n  EDGESIEVE_BLESS=1 cargo test --release --test arm_parity\n"
+            );
+        }
+        // x86_64 against the committed golden: models/fetch rebuilt the int8 model (another CPU
+        // or onnxruntime rounds a calibration range differently), so the golden says nothing
+        // about it. ARM parity for it is checked by scripts/test-arm against a fresh reference.
+        skipped.push(what);
+    }
+    for s in &skipped {
+        eprintln!("arm_parity: skipped: {s}; scripts/test-arm checks ARM against a fresh x86_64 reference");
     }
 
     let frames = decode(&header.frames);
     let mut report = Vec::new();
     let mut failures = Vec::new();
-    for p in precisions {
+    for p in compared {
         let (score_tol, box_tol) = match p {
             Precision::Fp32 => (SCORE_TOL_FP32, BOX_TOL_PX_FP32),
             Precision::Int8 => (SCORE_TOL_INT8, BOX_TOL_PX_INT8),
@@ -255,8 +294,9 @@ fn detections_match_the_x86_64_golden() {
         ));
     }
     eprintln!(
-        "arm_parity on {} vs golden from {}:\n  {}",
+        "arm_parity on {} vs {} from {}:\n  {}",
         std::env::consts::ARCH,
+        reference.display(),
         header.generated_on,
         report.join("\n  ")
     );
@@ -314,7 +354,7 @@ fn compare(golden: &[GoldenDet], have: &[GoldenDet]) -> Comparison {
     c
 }
 
-fn bless(precisions: &[Precision]) {
+fn bless(precisions: &[Precision], path: &Path) {
     assert_eq!(
         std::env::consts::ARCH,
         "x86_64",
@@ -350,9 +390,10 @@ fn bless(precisions: &[Precision]) {
             out += &(serde_json::to_string(&line).unwrap() + "\n");
         }
     }
-    let path = PathBuf::from(GOLDEN);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, out).unwrap();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(path, out).unwrap();
     eprintln!("wrote {}", path.display());
 }
 

@@ -91,12 +91,18 @@ fn run_keeps_about_the_target_share_with_full_records() {
         "kept {} of 200 at a 10% target",
         records.len()
     );
-    assert!(stdout.contains(&format!("{} kept", records.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} kept", records.len())),
+        "{stdout}"
+    );
     let mut clips = std::collections::HashSet::new();
     for r in &records {
         let name = r["frame_name"].as_str().unwrap();
         clips.insert(name.chars().next().unwrap());
-        assert!(!r["reasons"].as_array().unwrap().is_empty(), "{name}: no reason");
+        assert!(
+            !r["reasons"].as_array().unwrap().is_empty(),
+            "{name}: no reason"
+        );
         assert_eq!(r["embedding"].as_array().unwrap().len(), 64);
         assert_eq!(r["width"], 640);
         for d in r["detections"].as_array().unwrap() {

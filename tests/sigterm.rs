@@ -139,7 +139,11 @@ fn stop_cleanly_on(signal: &str) {
     let stop_s = sent.elapsed().as_secs_f64();
     let log = reader.join().unwrap();
     let stdout = out_reader.join().unwrap();
-    assert_eq!(status.code(), Some(0), "exit status {status:?}; log:\n{log}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status:?}; log:\n{log}"
+    );
     assert!(
         log.contains(&format!("SIG{signal}: stopping after the frame in hand")),
         "{log}"
@@ -194,7 +198,7 @@ fn stop_cleanly_on(signal: &str) {
     assert!(len > 0, "empty {}", sketch.display());
     assert!(edgesieve::pipeline::load_sketch(Path::new(&sketch))
         .expect("sketch loads")
-        .is_some_and(|s| s.len() > 0));
+        .is_some_and(|s| !s.is_empty()));
 
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -45,16 +45,29 @@ fn xml_escape(s: &str) -> String {
     o
 }
 
-/// The timeline as a standalone SVG document. All series share one y axis, 0 at the bottom;
-/// its top is the largest finite value shown (at least 1). Non-finite values are drawn at the
-/// top edge.
-pub fn timeline_svg(t: &Timeline) -> String {
-    let n = t.uncertainty.len();
-    let ymax = [t.uncertainty, t.novelty, t.threshold, t.value]
+/// Top of the y axis: the 99.5th percentile of the finite values shown, at least 1, so that a
+/// lone outlier (the first frame's novelty against an empty sketch is 2) does not squash the
+/// plot.
+fn y_top(series: &[&[f32]]) -> f64 {
+    let mut v: Vec<f32> = series
         .iter()
         .flat_map(|s| s.iter())
+        .copied()
         .filter(|v| v.is_finite())
-        .fold(1.0f32, |m, &v| m.max(v)) as f64;
+        .collect();
+    if v.is_empty() {
+        return 1.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let q = v[((v.len() - 1) as f64 * 0.995).round() as usize];
+    (q as f64).max(1.0)
+}
+
+/// The timeline as a standalone SVG document. All series share one y axis, 0 at the bottom;
+/// its top is [`y_top`]. Larger and non-finite values are drawn at the top edge.
+pub fn timeline_svg(t: &Timeline) -> String {
+    let n = t.uncertainty.len();
+    let ymax = y_top(&[t.uncertainty, t.novelty, t.threshold, t.value]);
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
     let x = |i: usize| LEFT + pw * (i as f64 + 0.5) / n.max(1) as f64;
@@ -268,6 +281,10 @@ mod tests {
         assert!(!s.contains("<night>"));
         // Every tag closes: the angle brackets pair up.
         assert_eq!(count(&s, "<"), count(&s, ">"));
+        assert_eq!(y_top(&[&[0.2, 0.5]]), 1.0);
+        let mut many = vec![1.5f32; 999];
+        many.push(2.0);
+        assert_eq!(y_top(&[&many]), 1.5);
         // Empty input still gives a document.
         let e = timeline_svg(&Timeline {
             title: "",
