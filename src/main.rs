@@ -46,7 +46,13 @@ const MODEL_FLAGS: [&str; 4] = ["--model", "--precision", "--onnx", "--threads"]
 fn main() -> ExitCode {
     logger::init(log::LevelFilter::Info);
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    // `edgesieve run --help` and the like: the usage, not an "unknown option" error.
+    let wants_help = argv.len() > 1 && argv[1..].iter().any(|a| a == "--help" || a == "-h");
     let result = match argv.first().map(String::as_str) {
+        Some(_) if wants_help => {
+            print!("{USAGE}");
+            Ok(())
+        }
         Some("detect") => cmd_detect(&argv[1..]),
         Some("bench") => cmd_bench(&argv[1..]),
         Some("run") => cmd_run(&argv[1..]),

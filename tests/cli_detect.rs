@@ -119,3 +119,16 @@ fn version_names_the_target() {
     assert!(s.starts_with("edgesieve "), "{s}");
     assert!(s.contains(std::env::consts::ARCH), "{s}");
 }
+
+#[test]
+fn subcommand_help_prints_usage_and_succeeds() {
+    for cmd in ["run", "detect", "bench", "inspect"] {
+        let out = edgesieve().args([cmd, "--help"]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd} --help: {out:?}");
+        assert!(stdout.contains("edgesieve run --input"), "{cmd}: {stdout}");
+    }
+    // An unknown option is still an error.
+    let out = edgesieve().args(["run", "--frobnicate"]).output().unwrap();
+    assert!(!out.status.success());
+}
