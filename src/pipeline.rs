@@ -241,8 +241,16 @@ impl Pipeline {
                             self.stats.spool_evicted += evicted as u64;
                             Some(bytes)
                         }
-                        PutOutcome::Rejected { .. } => {
+                        PutOutcome::Rejected { reason } => {
                             self.stats.spool_rejected += 1;
+                            // Logged at 1, 2, 4, 8, … refusals: visible, but not a flood.
+                            if self.stats.spool_rejected.is_power_of_two() {
+                                log::warn!(
+                                    "spool refused frame {} ({reason:?}); {} refused so far",
+                                    frame.name,
+                                    self.stats.spool_rejected
+                                );
+                            }
                             None
                         }
                     }

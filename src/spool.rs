@@ -35,10 +35,12 @@
 //! the new frame is refused instead. The new entry is written before the victims are removed, so a
 //! failed put loses nothing; the bound can thus be exceeded by one entry for the span of a put.
 //!
-//! Free space: std has no way to query a filesystem's free space, so
-//! [`SpoolConfig::min_free_bytes`] is not enforced yet; a full disk surfaces as
-//! [`SpoolError::DiskFull`] from `put` with nothing partial left behind, and `max_bytes` is the
-//! bound to size below the partition.
+//! Free space: the spool also leaves [`SpoolConfig::min_free_bytes`] free on its filesystem
+//! (statvfs before each put): the working bound is `min(max_bytes, spool bytes + available −
+//! min_free_bytes)`, with the same value-ordered eviction; a frame that does not fit even then is
+//! refused ([`RejectReason::DiskSpace`]). Other writers can still fill the disk between the check
+//! and the write: that surfaces as [`SpoolError::DiskFull`] from `put`, with nothing partial left
+//! behind.
 //!
 //! One process owns a spool directory at a time (there is no lock file).
 
@@ -77,8 +79,7 @@ pub struct SpoolConfig {
     pub jpeg_quality: u8,
     /// Longest side of the stored JPEG; larger frames are downscaled keeping their aspect ratio.
     pub max_side: u32,
-    /// Free space to leave on the filesystem. Not enforced yet (std has no free-space query):
-    /// a full disk is reported as [`SpoolError::DiskFull`] and `max_bytes` is the working bound.
+    /// Free space to leave on the spool's filesystem, in bytes (0 = fill it up to `max_bytes`).
     pub min_free_bytes: u64,
 }
 
@@ -202,6 +203,9 @@ pub enum RejectReason {
     LowerValue,
     /// The entry alone is larger than `max_bytes`.
     TooLarge,
+    /// The filesystem has too little space left above `min_free_bytes`, even after evicting
+    /// every lower-valued entry.
+    DiskSpace,
 }
 
 /// What a put did.
@@ -276,6 +280,8 @@ pub struct Spool {
     recovery: RecoveryReport,
     jpeg_buf: Vec<u8>,
     rec_buf: Vec<u8>,
+    /// Bytes available to unprivileged writers on the spool's filesystem (None: unknown).
+    free_space: fn(&Path) -> Option<u64>,
 }
 
 impl Spool {
@@ -333,6 +339,7 @@ impl Spool {
             recovery: RecoveryReport::default(),
             jpeg_buf: Vec::new(),
             rec_buf: Vec::new(),
+            free_space: available_bytes,
         };
         spool.persisted_next_id = spool.read_next_id_file();
         spool.next_id = highest
@@ -592,9 +599,30 @@ impl Spool {
 
     /// The entries to evict so that `new_bytes` more fit, lowest value (then oldest) first.
     fn plan_eviction(&self, new_key: u32, new_bytes: u64) -> Result<Vec<u64>, RejectReason> {
-        let max = self.config.max_bytes;
+        let mut max = self.config.max_bytes;
         if new_bytes > max {
             return Err(RejectReason::TooLarge);
+        }
+        // The disk bound: what the spool holds plus what it may still take from the filesystem.
+        let mut disk_bound = false;
+        if self.config.min_free_bytes > 0 {
+            if let Some(available) = (self.free_space)(&self.dir) {
+                let bound = self
+                    .bytes
+                    .saturating_add(available.saturating_sub(self.config.min_free_bytes));
+                if bound < max {
+                    max = bound;
+                    disk_bound = true;
+                }
+            }
+        }
+        let refuse = if disk_bound {
+            RejectReason::DiskSpace
+        } else {
+            RejectReason::LowerValue
+        };
+        if new_bytes > max {
+            return Err(RejectReason::DiskSpace);
         }
         let mut excess = (self.bytes + new_bytes).saturating_sub(max);
         let mut victims = Vec::new();
@@ -603,7 +631,7 @@ impl Spool {
                 break;
             }
             if key >= new_key {
-                return Err(RejectReason::LowerValue);
+                return Err(refuse);
             }
             victims.push(id);
             excess = excess.saturating_sub(self.index[&id].bytes);
@@ -909,6 +937,29 @@ fn crc32(data: &[u8]) -> u32 {
     c ^ 0xFFFF_FFFF
 }
 
+/// Bytes available to unprivileged writers on the filesystem holding `dir` (statvfs), or None
+/// when the query fails or the platform has none (then only `max_bytes` bounds the spool).
+#[cfg(unix)]
+fn available_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer; statvfs only writes it.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // field widths differ per target
+    Some(u64::from(st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+#[cfg(not(unix))]
+fn available_bytes(_dir: &Path) -> Option<u64> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1128,6 +1179,74 @@ mod tests {
         assert_eq!(values(&spool), vec![0.5, 0.6, 0.7]);
         // The next stored entry still gets the next id.
         assert_eq!(put(&mut spool, 0.55), stored(4, 1));
+    }
+
+    /// A fake filesystem of `FAKE_DISK` bytes holding only the spool directory.
+    static FAKE_DISK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn fake_free_space(dir: &Path) -> Option<u64> {
+        let used: u64 = fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        Some(
+            FAKE_DISK
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(used),
+        )
+    }
+
+    #[test]
+    fn free_space_floor_evicts_lower_values_then_refuses() {
+        let one = entry_bytes();
+        let tmp = TempDir::new("diskfloor");
+        let floor = 10 * one;
+        FAKE_DISK.store(
+            floor + 3 * one + one / 2,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let config = SpoolConfig {
+            max_bytes: 100 * one,
+            min_free_bytes: floor,
+            ..SpoolConfig::default()
+        };
+        let mut spool = Spool::open(&tmp.0, config).expect("open").0;
+        spool.free_space = fake_free_space;
+        for v in [0.5, 0.6, 0.7] {
+            assert!(put(&mut spool, v).id().is_some());
+        }
+        // A fourth would eat into the floor: lower values are refused, naming the disk ...
+        let refused = PutOutcome::Rejected {
+            reason: RejectReason::DiskSpace,
+        };
+        assert_eq!(put(&mut spool, 0.1), refused);
+        assert_eq!(spool.stats().entries, 3);
+        // ... and a better one replaces the lowest.
+        assert_eq!(put(&mut spool, 0.9), stored(4, 1));
+        assert_eq!(values(&spool), vec![0.6, 0.7, 0.9]);
+        assert!(fake_free_space(&tmp.0).unwrap() >= floor);
+    }
+
+    #[test]
+    fn free_space_floor_reads_the_real_filesystem() {
+        let tmp = TempDir::new("statvfs");
+        fs::create_dir_all(&tmp.0).unwrap();
+        assert!(available_bytes(&tmp.0).is_some_and(|b| b > 0));
+        // No disk has an exabyte free: every frame is refused, nothing is written.
+        let config = SpoolConfig {
+            min_free_bytes: 1 << 60,
+            ..SpoolConfig::default()
+        };
+        let mut spool = Spool::open(&tmp.0, config).expect("open").0;
+        assert_eq!(
+            put(&mut spool, 1.0),
+            PutOutcome::Rejected {
+                reason: RejectReason::DiskSpace
+            }
+        );
+        assert!(names(&tmp.0).is_empty());
     }
 
     #[test]
