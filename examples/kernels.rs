@@ -6,15 +6,20 @@
 //! Loads the model exactly as the detector does (same input fact, same outputs, into_optimized),
 //! then reports:
 //!   - the instruction set tract-linalg detected (`isa`),
-//!   - every matrix-multiply node (convs and dense layers become OptMatMul) with the kernel tract
-//!     picked for it: the name says where it comes from (arm64simd_*, armv7neon_*, sve_*,
-//!     x86_64_fma_*, avx512*_*, … versus generic_* = portable Rust reference),
+//!   - every matrix-multiply node (convs and dense layers become OptMatMul; the int8 model's
+//!     QLinearConvs become OptMatMuls with i32 accumulators) with the kernel tract picked for it
+//!     at optimization, i.e. the kernel that runs: its name (arm64simd_*, armv7neon_*, sve_*,
+//!     x86_64_fma_*, avx512*_*, … versus generic_* = portable Rust reference), its accumulator
+//!     type, and the architecture tract-linalg says it is written for (none = portable Rust,
+//!     which is how the check tells, not by name),
 //!   - the element-wise/routine kernels the other ops use (sigmoid, SiLU, lookup table, binary
 //!     ops, depthwise conv), as tract's routine registry resolves them for this machine,
 //!   - the ops that have no tract-linalg kernel at all (plain Rust loops in tract-core).
 //!
-//! Exit status 1 when a main op (an OptMatMul) runs a generic_* kernel: `--check` in scripts
-//! and CI. `--dump` prints every node with tract's own description of it.
+//! With `--check` (scripts/test-arm, CI), exit status 1 when a main op (an OptMatMul) runs a
+//! portable kernel (no architecture, or an emulated accumulator), or when the int8 model has no
+//! i32 matmul at all (its quantized convs did not become int8 matmuls). `--dump` prints every
+//! node with tract's own description of it.
 
 use edgesieve::manifest::{Manifest, Precision};
 use std::collections::BTreeMap;
@@ -49,7 +54,9 @@ fn run() -> TractResult<()> {
             "--model" => manifest_path = PathBuf::from(args.next().unwrap_or_default()),
             "--dump" => dump = true,
             "--check" => check = true,
-            other => bail!("unknown argument {other:?} (--precision P, --model M, --dump, --check)"),
+            other => {
+                bail!("unknown argument {other:?} (--precision P, --model M, --dump, --check)")
+            }
         }
     }
     let manifest = Manifest::load(&manifest_path)?;
@@ -83,6 +90,7 @@ fn run() -> TractResult<()> {
     let mut mm_kernels: BTreeMap<String, usize> = BTreeMap::new();
     let mut op_counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut generic_main = Vec::new();
+    let mut int8_matmuls = 0usize;
     for node in model.nodes() {
         *op_counts.entry(node.op().name().to_string()).or_default() += 1;
         if dump {
@@ -92,12 +100,18 @@ fn run() -> TractResult<()> {
             }
         }
         if let Some(mm) = node.op_as::<OptMatMul>() {
+            if mm.mmm.iter().any(|k| k.internal_type() == DatumType::I32) {
+                int8_matmuls += 1;
+            }
             for k in &mm.mmm {
-                let name = k.name().to_string();
-                if name.starts_with("generic") {
-                    generic_main.push(format!("{} ({name})", node.name));
+                let arch = k.arch();
+                let portable = arch.is_none() || k.emulated();
+                if portable {
+                    generic_main.push(format!("{} ({})", node.name, k.name()));
                 }
-                *mm_kernels.entry(name).or_default() += 1;
+                let arch = arch.map_or("portable Rust".to_string(), |a| a.to_string());
+                let key = format!("{:<32} {:?} acc, {arch}", k.name(), k.internal_type());
+                *mm_kernels.entry(key).or_default() += 1;
             }
         }
     }
@@ -109,10 +123,11 @@ fn run() -> TractResult<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("matmul kernels (OptMatMul nodes, per kernel):");
+    println!("matmul kernels (OptMatMul nodes, per kernel: accumulator, written for):");
     for (k, n) in &mm_kernels {
-        println!("  {k:<40} x{n}");
+        println!("  {k:<56} x{n}");
     }
+    println!("int8 matmuls (i32 accumulators): {int8_matmuls}");
 
     // Routines the other ops dispatch to (resolved once per process by tract-linalg).
     println!("routine kernels for this machine (function, type: kernel [standing]):");
@@ -132,19 +147,39 @@ fn run() -> TractResult<()> {
     for (func, dt) in funcs {
         let name = routines::best_for(func, dt, &native).map_or("-", |r| r.name());
         let standing = routines::standing(func, dt, &native);
-        println!("  {:<20} {dt:?}: {name} [{standing:?}]", format!("{func:?}"));
+        println!(
+            "  {:<20} {dt:?}: {name} [{standing:?}]",
+            format!("{func:?}")
+        );
     }
 
+    let mut failed = false;
     if generic_main.is_empty() {
-        println!("main ops: no OptMatMul runs a generic_* (reference) kernel");
+        println!(
+            "main ops: every OptMatMul runs a kernel written for {}",
+            std::env::consts::ARCH
+        );
     } else {
         println!(
-            "main ops on generic_* (reference) kernels: {}",
+            "main ops on portable (reference) kernels: {}",
             generic_main.join(", ")
         );
-        if check {
-            std::process::exit(1);
-        }
+        failed = true;
+    }
+    // On armv7, NEON is an extension tract probes at run time (from /proc/cpuinfo): without it,
+    // f32 matmuls run VFPv2 kernels that are "written for arm" too, so ask for NEON itself.
+    if cfg!(target_arch = "arm") && !native.has(isa::Isa::ArmNeon) {
+        println!(
+            "no NEON detected (tract reads /proc/cpuinfo's Features; TRACT_CPU_ARM32_NEON=true forces it)"
+        );
+        failed = true;
+    }
+    if precision == Precision::Int8 && int8_matmuls == 0 {
+        println!("int8 model without int8 matmuls: its quantized convs run in float");
+        failed = true;
+    }
+    if check && failed {
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -234,14 +234,25 @@ fn detections_match_the_x86_64_golden() {
     }
 
     let frames = decode(&header.frames);
+    // One thread per model: under qemu-user an inference takes seconds, and the two are
+    // independent.
+    let results: Vec<(Precision, Vec<Vec<Detection>>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = compared
+            .iter()
+            .map(|&p| {
+                let frames = &frames;
+                scope.spawn(move || (p, detect_all(p, frames)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
     let mut report = Vec::new();
     let mut failures = Vec::new();
-    for p in compared {
+    for (p, all) in results {
         let (score_tol, box_tol) = match p {
             Precision::Fp32 => (SCORE_TOL_FP32, BOX_TOL_PX_FP32),
             Precision::Int8 => (SCORE_TOL_INT8, BOX_TOL_PX_INT8),
         };
-        let all = detect_all(p, &frames);
         let (mut max_ds, mut max_db, mut matched) = (0f32, 0f32, 0usize);
         for (frame, have) in frames.iter().zip(&all) {
             let g = golden
