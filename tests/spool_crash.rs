@@ -98,11 +98,16 @@ impl Rng {
     }
 }
 
+/// The spool directory's file names; none when it does not exist yet (the first child can be
+/// killed before it has opened the spool).
 fn listing(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .expect("list spool")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect()
+    match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("list spool {}: {e}", dir.display()),
+    }
 }
 
 fn ids_with(names: &[String], ext: &str) -> BTreeSet<u64> {
