@@ -5,7 +5,7 @@ use edgesieve::cli::Args;
 use edgesieve::config::Config;
 use edgesieve::detector::{Detector, DetectorOptions};
 use edgesieve::logger;
-use edgesieve::manifest::{Manifest, Precision};
+use edgesieve::manifest::{self, Manifest, Precision};
 use edgesieve::pipeline::{load_manifest, Pipeline};
 use edgesieve::postprocess::Detections;
 use edgesieve::record::Reason;
@@ -95,26 +95,11 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-fn default_manifest_path() -> PathBuf {
-    if let Ok(p) = std::env::var("EDGESIEVE_MODEL") {
-        return PathBuf::from(p);
-    }
-    let candidates = [
-        PathBuf::from("models/yolox_nano.toml"),
-        PathBuf::from("/usr/share/edgesieve/models/yolox_nano.toml"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| candidates[0].clone())
-}
-
 fn model_options(args: &Args) -> Result<(Manifest, DetectorOptions), String> {
     let path = args
         .value("--model")
         .map(PathBuf::from)
-        .unwrap_or_else(default_manifest_path);
+        .unwrap_or_else(manifest::default_manifest_path);
     let manifest = Manifest::load(&path).map_err(err)?;
     let mut options = DetectorOptions::default();
     if let Some(p) = args.value("--precision") {
@@ -293,7 +278,7 @@ fn cmd_run(argv: &[String]) -> Result<(), String> {
     }
     config.validate().map_err(err)?;
 
-    let manifest = load_manifest(&config, &default_manifest_path()).map_err(err)?;
+    let manifest = load_manifest(&config, &manifest::default_manifest_path()).map_err(err)?;
     // Spool::open recovers from an earlier crash and logs what it found.
     let (spool, _recovery) =
         Spool::open(Path::new(spool_dir), config.spool.clone()).map_err(err)?;

@@ -157,6 +157,24 @@ impl fmt::Display for ManifestError {
 
 impl std::error::Error for ManifestError {}
 
+/// The manifest commands use without `--model`: `$EDGESIEVE_MODEL`, else the first that exists of
+/// `models/yolox_nano.toml` (a checkout) and `/usr/share/edgesieve/models/yolox_nano.toml` (an
+/// installed car, see deploy/install), else the checkout path (so the error names it).
+pub fn default_manifest_path() -> PathBuf {
+    if let Ok(p) = std::env::var("EDGESIEVE_MODEL") {
+        return PathBuf::from(p);
+    }
+    let candidates = [
+        PathBuf::from("models/yolox_nano.toml"),
+        PathBuf::from("/usr/share/edgesieve/models/yolox_nano.toml"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| candidates[0].clone())
+}
+
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {

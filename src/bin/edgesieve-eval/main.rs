@@ -12,6 +12,7 @@ use data::{Clip, Labels};
 use edgesieve::cli::Args;
 use edgesieve::config::Config;
 use edgesieve::logger;
+use edgesieve::manifest;
 use edgesieve::pipeline::{load_manifest, FrameOutcome, Pipeline};
 use edgesieve::record::Reason;
 use edgesieve::rng::SplitMix64;
@@ -162,23 +163,8 @@ fn parse_options(argv: &[String]) -> Result<Options, String> {
         seed: args.parsed("--seed").map_err(err)?.unwrap_or(1),
         only,
         config,
-        manifest: default_manifest_path(),
+        manifest: manifest::default_manifest_path(),
     })
-}
-
-fn default_manifest_path() -> PathBuf {
-    if let Ok(p) = std::env::var("EDGESIEVE_MODEL") {
-        return PathBuf::from(p);
-    }
-    let candidates = [
-        PathBuf::from("models/yolox_nano.toml"),
-        PathBuf::from("/usr/share/edgesieve/models/yolox_nano.toml"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| candidates[0].clone())
 }
 
 /// Prints lines and keeps them for summary.txt.
