@@ -1,6 +1,7 @@
 //! The `edgesieve run` configuration: one TOML file, every knob with a sane default. An unknown
 //! key or an invalid value is refused with its name.
 
+use crate::cli::{Args, CliError};
 use crate::policy::PolicyConfig;
 use crate::score::UncertaintyConfig;
 use crate::spool::SpoolConfig;
@@ -114,6 +115,21 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// Applies the command line's model options (`--model`, `--precision`, `--threads`), which
+    /// override the config file; the values are checked later by [`Config::validate`].
+    pub fn apply_model_options(&mut self, args: &Args) -> Result<(), CliError> {
+        if let Some(m) = args.value("--model") {
+            self.detector.model = Some(PathBuf::from(m));
+        }
+        if let Some(p) = args.value("--precision") {
+            self.detector.precision = p.to_string();
+        }
+        if let Some(t) = args.parsed::<usize>("--threads")? {
+            self.detector.threads = t;
+        }
+        Ok(())
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),

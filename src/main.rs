@@ -263,16 +263,7 @@ fn cmd_run(argv: &[String]) -> Result<(), String> {
             logger::set_level(level);
         }
     }
-    // Command-line model options override the config file.
-    if let Some(m) = args.value("--model") {
-        config.detector.model = Some(PathBuf::from(m));
-    }
-    if let Some(p) = args.value("--precision") {
-        config.detector.precision = p.to_string();
-    }
-    if let Some(t) = args.parsed::<usize>("--threads").map_err(err)? {
-        config.detector.threads = t;
-    }
+    config.apply_model_options(&args).map_err(err)?;
     if args.value("--onnx").is_some() {
         return Err("run: use a manifest (--model) rather than --onnx".into());
     }

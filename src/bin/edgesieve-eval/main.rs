@@ -141,15 +141,7 @@ fn parse_options(argv: &[String]) -> Result<Options, String> {
         Some(p) => Config::load(Path::new(p)).map_err(err)?,
         None => Config::default(),
     };
-    if let Some(m) = args.value("--model") {
-        config.detector.model = Some(PathBuf::from(m));
-    }
-    if let Some(p) = args.value("--precision") {
-        config.detector.precision = p.to_string();
-    }
-    if let Some(t) = args.parsed::<usize>("--threads").map_err(err)? {
-        config.detector.threads = t;
-    }
+    config.apply_model_options(&args).map_err(err)?;
     config.policy.target_keep_ratio = ratio;
     config.policy.max_per_minute = 0;
     config.policy.max_per_hour = 0;
