@@ -1,26 +1,15 @@
 //! `edgesieve detect` as a user runs it: JSON lines out, bad frames named and counted, fatal
 //! input errors give a non-zero exit.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+mod common;
+use common::{edgesieve, temp_dir};
 
 const FRAMES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/data/drive-tmo324-lane-detecting/frames"
 );
-
-fn edgesieve() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_edgesieve"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("edgesieve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 #[test]
 fn detect_prints_json_lines_and_skips_a_corrupt_frame() {

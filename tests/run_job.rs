@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::temp_dir;
+
 const FRAMES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/data/drive-tmo324-lane-detecting/frames"
@@ -16,13 +19,6 @@ fn edgesieve(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("edgesieve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// A folder of `n` consecutive real frames from each of two clips (city, then night highway).
