@@ -1,5 +1,6 @@
 //! Build facts for `edgesieve --version`: the target triple (EDGESIEVE_TARGET) and the git
-//! revision of the checkout (EDGESIEVE_GIT_REV).
+//! revision of the checkout (EDGESIEVE_GIT_REV); and, for `edgesieve config`, the doc comment of
+//! every configuration key (`$OUT_DIR/config_docs.rs`, read from the `*Config` structs in src/).
 //!
 //! The revision comes from, in order: the EDGESIEVE_GIT_REV environment variable (release builds
 //! from a tarball, or a container without git), `git rev-parse`, reading .git/HEAD by hand (cross
@@ -36,6 +37,83 @@ fn main() {
         .or_else(|| git_dir.as_deref().and_then(rev_from_files))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=EDGESIEVE_GIT_REV={rev}");
+
+    println!("cargo:rerun-if-changed=src");
+    let mut docs = Vec::new();
+    collect_config_docs(&manifest_dir.join("src"), &mut docs);
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    let mut text = String::from(
+        "/// (struct, field, field type, doc) of every field of the `*Config` structs in src/;\n\
+         /// field \"\" holds the struct's own doc.\n\
+         pub const CONFIG_DOCS: &[(&str, &str, &str, &str)] = &[\n",
+    );
+    for (st, field, ty, doc) in &docs {
+        text.push_str(&format!("    ({st:?}, {field:?}, {ty:?}, {doc:?}),\n"));
+    }
+    text.push_str("];\n");
+    // A failed write surfaces as a compile error naming the missing file.
+    let _ = std::fs::write(out.join("config_docs.rs"), text);
+}
+
+/// Walks `dir` for `pub struct <Name>Config {` blocks and records each `pub` field's `///` doc.
+fn collect_config_docs(dir: &Path, out: &mut Vec<(String, String, String, String)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            collect_config_docs(&path, out);
+            continue;
+        }
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut doc: Vec<String> = Vec::new();
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(d) = t.strip_prefix("///") {
+                doc.push(d.strip_prefix(' ').unwrap_or(d).to_string());
+                continue;
+            }
+            if t.starts_with("#[") {
+                continue;
+            }
+            match &current {
+                None => {
+                    if let Some(name) = t
+                        .strip_prefix("pub struct ")
+                        .and_then(|r| r.strip_suffix(" {"))
+                        .filter(|n| n.ends_with("Config"))
+                    {
+                        out.push((
+                            name.to_string(),
+                            String::new(),
+                            String::new(),
+                            doc.join("\n"),
+                        ));
+                        current = Some(name.to_string());
+                    }
+                }
+                Some(st) => {
+                    if t == "}" {
+                        current = None;
+                    } else if let Some((field, ty)) =
+                        t.strip_prefix("pub ").and_then(|r| r.split_once(':'))
+                    {
+                        let ty = ty.trim().trim_end_matches(',').to_string();
+                        out.push((st.clone(), field.trim().to_string(), ty, doc.join("\n")));
+                    }
+                }
+            }
+            doc.clear();
+        }
+    }
 }
 
 fn watch(path: &Path) {

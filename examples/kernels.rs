@@ -21,7 +21,7 @@
 //! i32 matmul at all (its quantized convs did not become int8 matmuls). `--dump` prints every
 //! node with tract's own description of it.
 
-use edgesieve::manifest::{Manifest, Precision};
+use edgesieve::detect::manifest::{Manifest, Precision};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tract_linalg::isa;

@@ -1,76 +1,58 @@
-//! The `edgesieve run` configuration: one TOML file, every knob with a sane default. An unknown
-//! key or an invalid value is refused with its name.
+//! The `edgesieve run` configuration: one TOML file, every knob with a sane default. Each stage
+//! owns its section's typed config and checks it; this module gathers them, reads the file and
+//! prints the reference (`edgesieve config`). An unknown key or an invalid value is refused with
+//! its dotted name, in one error shape for every section ([`KeyError`]).
 
-use crate::cli::{Args, CliError};
-use crate::policy::PolicyConfig;
-use crate::score::UncertaintyConfig;
-use crate::spool::SpoolConfig;
+use crate::detect::manifest::Precision;
+use crate::detect::DetectorConfig;
+use crate::select::policy::PolicyConfig;
+use crate::select::uncertainty::UncertaintyConfig;
+use crate::select::EmbeddingConfig;
+use crate::source::InputConfig;
+use crate::store::spool::SpoolConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectorConfig {
-    /// Model manifest; relative paths resolve against the working directory.
-    pub model: Option<PathBuf>,
-    /// "int8" (default) or "fp32".
-    pub precision: String,
-    pub threads: usize,
-    /// Boxes below this score are dropped before NMS (kept low: near-threshold boxes matter).
-    pub min_score: f32,
-    pub nms_iou: f32,
-    pub max_detections: usize,
+include!(concat!(env!("OUT_DIR"), "/config_docs.rs"));
+
+/// A configuration value that cannot be used: its key (dotted from the file's top once the
+/// loader has placed it, e.g. `policy.target_keep_ratio`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub key: String,
+    pub message: String,
 }
 
-impl Default for DetectorConfig {
-    fn default() -> Self {
-        DetectorConfig {
-            model: None,
-            precision: "int8".into(),
-            threads: 1,
-            min_score: 0.1,
-            nms_iou: 0.45,
-            max_detections: 100,
+impl KeyError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> KeyError {
+        KeyError {
+            key: key.into(),
+            message: message.into(),
         }
     }
-}
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct InputConfig {
-    /// Frame rate of a folder of frames, for stream timestamps (a y4m stream states its own).
-    pub fps: f64,
-    /// Timestamp of the first frame, ms since the Unix epoch; 0 = the time the run starts.
-    pub start_ms: u64,
-}
-
-impl Default for InputConfig {
-    fn default() -> Self {
-        InputConfig {
-            fps: 15.0,
-            start_ms: 0,
-        }
+    /// The same error with its key placed in `section` (`within("policy")`: `policy.<key>`).
+    pub fn within(mut self, section: &str) -> KeyError {
+        self.key = format!("{section}.{}", self.key);
+        self
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmbeddingConfig {
-    /// Seed of the random projection; vehicles whose sketches are merged must share it.
-    pub seed: u64,
-}
-
-impl Default for EmbeddingConfig {
-    fn default() -> Self {
-        EmbeddingConfig { seed: 0x5EED_ED6E }
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+impl std::error::Error for KeyError {}
+
+/// The whole configuration, one section per stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// error, warn, info, debug or trace.
+    /// Log level on stderr: error, warn, info, debug or trace (the EDGESIEVE_LOG environment
+    /// variable wins; default info).
     pub log_level: Option<String>,
     pub detector: DetectorConfig,
     pub input: InputConfig,
@@ -80,54 +62,62 @@ pub struct Config {
     pub spool: SpoolConfig,
 }
 
+/// Why a configuration file cannot be used.
 #[derive(Debug)]
 pub enum ConfigError {
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    Parse {
-        path: PathBuf,
-        message: String,
-    },
-    Invalid {
-        path: PathBuf,
-        message: String,
-    },
+    /// Not TOML, or a value of the wrong type where no key could be named.
+    Parse { path: PathBuf, message: String },
+    /// A key that is unknown, of the wrong type or out of range.
+    Invalid { path: PathBuf, error: KeyError },
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Read { path, source } => {
-                write!(f, "cannot read config {}: {source}", path.display())
-            }
+            ConfigError::Read { path, .. } => write!(f, "cannot read config {}", path.display()),
             ConfigError::Parse { path, message } => {
                 write!(f, "config {} is not valid: {message}", path.display())
             }
-            ConfigError::Invalid { path, message } => {
-                write!(f, "config {}: {message}", path.display())
+            ConfigError::Invalid { path, error } => {
+                write!(f, "config {}: {error}", path.display())
             }
         }
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read { source, .. } => Some(source),
+            ConfigError::Parse { .. } | ConfigError::Invalid { .. } => None,
+        }
+    }
+}
+
+/// Command-line overrides of the `[detector]` section (`--model`, `--precision`, `--threads`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelOverrides {
+    pub model: Option<PathBuf>,
+    pub precision: Option<Precision>,
+    pub threads: Option<usize>,
+}
 
 impl Config {
-    /// Applies the command line's model options (`--model`, `--precision`, `--threads`), which
-    /// override the config file; the values are checked later by [`Config::validate`].
-    pub fn apply_model_options(&mut self, args: &Args) -> Result<(), CliError> {
-        if let Some(m) = args.value("--model") {
-            self.detector.model = Some(PathBuf::from(m));
+    /// Applies command-line overrides; the values are checked by [`Config::validate`].
+    pub fn apply_overrides(&mut self, o: &ModelOverrides) {
+        if let Some(m) = &o.model {
+            self.detector.model = Some(m.clone());
         }
-        if let Some(p) = args.value("--precision") {
-            self.detector.precision = p.to_string();
+        if let Some(p) = o.precision {
+            self.detector.precision = p;
         }
-        if let Some(t) = args.parsed::<usize>("--threads")? {
+        if let Some(t) = o.threads {
             self.detector.threads = t;
         }
-        Ok(())
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -135,80 +125,266 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                message,
-            },
-            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message,
-            },
-            other => other,
-        })
+        Config::parse_at(&text, path)
     }
 
+    /// Parses and checks a configuration given as text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::new(),
-            message: e.to_string(),
+        Config::parse_at(text, Path::new("(text)"))
+    }
+
+    fn parse_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            match e.span().and_then(|span| key_at(text, span.start)) {
+                Some(key) => ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    error: KeyError::new(key, message),
+                },
+                None => ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string().trim().to_string(),
+                },
+            }
         })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
-            path: PathBuf::new(),
-            message,
+        config.validate().map_err(|error| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            error,
         })?;
         Ok(config)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        let d = &self.detector;
-        if crate::manifest::Precision::parse(&d.precision).is_none() {
-            return Err(format!(
-                "detector.precision: expected \"int8\" or \"fp32\", got {:?}",
-                d.precision
-            ));
-        }
-        if d.threads == 0 {
-            return Err("detector.threads must be at least 1".into());
-        }
-        if !(0.0..1.0).contains(&d.min_score) {
-            return Err(format!(
-                "detector.min_score must be in [0, 1), got {}",
-                d.min_score
-            ));
-        }
-        if !(0.0..=1.0).contains(&d.nms_iou) {
-            return Err(format!(
-                "detector.nms_iou must be in [0, 1], got {}",
-                d.nms_iou
-            ));
-        }
-        if d.max_detections == 0 {
-            return Err("detector.max_detections must be at least 1".into());
-        }
-        if !(self.input.fps > 0.0 && self.input.fps.is_finite()) {
-            return Err(format!(
-                "input.fps must be positive, got {}",
-                self.input.fps
-            ));
-        }
+    /// Checks every section, naming the first bad key with its section.
+    pub fn validate(&self) -> Result<(), KeyError> {
         if let Some(level) = &self.log_level {
-            if crate::logger::parse_level(level).is_none() {
-                return Err(format!(
-                    "log_level: expected error, warn, info, debug or trace, got {level:?}"
+            if crate::util::logger::parse_level(level).is_none() {
+                return Err(KeyError::new(
+                    "log_level",
+                    format!("expected error, warn, info, debug or trace, got {level:?}"),
                 ));
             }
         }
+        self.detector.validate().map_err(|e| e.within("detector"))?;
+        self.input.validate().map_err(|e| e.within("input"))?;
         self.uncertainty
             .validate()
-            .map_err(|e| format!("uncertainty.{e}"))?;
-        self.policy.validate().map_err(|e| format!("policy.{e}"))?;
-        self.spool.validate().map_err(|e| format!("spool.{e}"))?;
+            .map_err(|e| e.within("uncertainty"))?;
+        self.policy.validate().map_err(|e| e.within("policy"))?;
+        self.spool.validate().map_err(|e| e.within("spool"))?;
         Ok(())
     }
 
-    /// The whole configuration with its defaults, as TOML (`edgesieve config`).
+    /// The configuration as a commented TOML file: each section and key with its doc comment,
+    /// numbers in their shortest form (`edgesieve config` prints the defaults this way, so the
+    /// output is the configuration reference).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+        let value = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render the configuration: {e}\n"),
+        };
+        let mut out = String::from(
+            "# edgesieve configuration (edgesieve run --config FILE). Every key is optional;\n\
+             # the values below are the defaults.\n",
+        );
+        render_struct(&mut out, "Config", value.as_table(), "");
+        out
+    }
+}
+
+/// The dotted key whose definition covers byte `offset` of a TOML text: the `key = …` line it
+/// falls on, inside the last `[section]` header above it; or that header itself.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut section = String::new();
+    let mut pos = 0usize;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        let end = pos + line.len();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            section = name.trim_matches(['[', ' ']).to_string();
+            if offset < end {
+                return Some(section);
+            }
+        } else if offset < end {
+            let key = t.split('=').next()?.trim().trim_matches('"');
+            if key.is_empty() || t.starts_with('#') {
+                return None;
+            }
+            return Some(if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+        pos = end;
+    }
+    None
+}
+
+fn docs_of(
+    st: &str,
+) -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str, &'static str)> + '_ {
+    CONFIG_DOCS.iter().filter(move |d| d.0 == st)
+}
+
+fn comment(out: &mut String, doc: &str) {
+    for line in doc.lines() {
+        if line.is_empty() {
+            out.push_str("#\n");
+        } else {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+}
+
+/// Renders the fields of config struct `st` (values from `table`): plain keys first, each after
+/// its doc, then each nested config struct as a `[section]`.
+fn render_struct(out: &mut String, st: &str, table: Option<&toml::Table>, prefix: &str) {
+    let mut sections = Vec::new();
+    for &(_, field, ty, doc) in docs_of(st).filter(|d| !d.1.is_empty()) {
+        if docs_of(ty).next().is_some() {
+            sections.push((field, ty, doc));
+            continue;
+        }
+        comment(out, doc);
+        match table.and_then(|t| t.get(field)) {
+            Some(v) => {
+                out.push_str(field);
+                out.push_str(" = ");
+                render_value(out, v);
+                out.push('\n');
+            }
+            None => {
+                out.push_str("# ");
+                out.push_str(field);
+                out.push_str(" = (not set)\n");
+            }
+        }
+        out.push('\n');
+    }
+    for (field, ty, doc) in sections {
+        let name = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        out.push('\n');
+        let struct_doc = docs_of(ty).find(|d| d.1.is_empty()).map_or("", |d| d.3);
+        comment(out, if doc.is_empty() { struct_doc } else { doc });
+        out.push('[');
+        out.push_str(&name);
+        out.push_str("]\n");
+        let sub = table
+            .and_then(|t| t.get(field))
+            .and_then(toml::Value::as_table);
+        render_struct(out, ty, sub, &name);
+    }
+}
+
+/// A value in TOML syntax; floats in the shortest form that reads back to the same number (an
+/// `f32` setting of 0.1 prints as 0.1, not as its widened 0.10000000149011612).
+fn render_value(out: &mut String, v: &toml::Value) {
+    match v {
+        toml::Value::Float(x) => {
+            let narrow = *x as f32;
+            let s = if f64::from(narrow) == *x {
+                format!("{narrow:?}")
+            } else {
+                format!("{x:?}")
+            };
+            out.push_str(&s);
+        }
+        toml::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                render_value(out, item);
+            }
+            out.push(']');
+        }
+        toml::Value::Table(t) => {
+            out.push('{');
+            for (i, (k, item)) in t.iter().enumerate() {
+                out.push_str(if i > 0 { ", " } else { " " });
+                out.push_str(k);
+                out.push_str(" = ");
+                render_value(out, item);
+            }
+            out.push_str(" }");
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_defaults_read_back_as_the_defaults() {
+        let text = Config::default().to_toml();
+        let back = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back, Config::default());
+    }
+
+    #[test]
+    fn printed_config_has_docs_and_short_numbers() {
+        let text = Config::default().to_toml();
+        assert!(text.contains("\nmin_score = 0.1\n"), "{text}");
+        assert!(!text.contains("0.10000000149011612"), "{text}");
+        assert!(text.contains("[detector]"), "{text}");
+        assert!(text.contains("[policy]"), "{text}");
+        // Each key comes after its doc comment.
+        let i = text.find("\nthreads = 1\n").expect("threads key");
+        assert!(
+            text[..i].ends_with("keeps the detector on one core."),
+            "{text}"
+        );
+        // Every key of every section is printed.
+        for (st, field, _, _) in CONFIG_DOCS.iter().filter(|d| !d.1.is_empty()) {
+            if *st == "TriggerConfig" {
+                continue;
+            }
+            assert!(
+                text.contains(&format!("\n{field} = "))
+                    || text.contains(&format!("[{field}]"))
+                    || text.contains(&format!(".{field}]"))
+                    || text.contains(&format!("# {field} = ")),
+                "{st}.{field} missing:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_dotted_key() {
+        for (text, key) in [
+            (
+                "[policy]\ntarget_keep_ratoi = 0.1\n",
+                "policy.target_keep_ratoi",
+            ),
+            (
+                "[policy]\ntarget_keep_ratio = 1.5\n",
+                "policy.target_keep_ratio",
+            ),
+            ("[detector]\nprecision = \"int4\"\n", "detector.precision"),
+            ("[detector]\nthreads = 100000\n", "detector.threads"),
+            ("[detector]\nthreads = \"x\"\n", "detector.threads"),
+            ("[sketchy]\nx = 1\n", "sketchy"),
+            ("log_level = \"loud\"\n", "log_level"),
+        ] {
+            match Config::parse(text) {
+                Err(ConfigError::Invalid { error, .. }) => assert_eq!(error.key, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let e = Config::parse("[detector]\nprecision = \"int4\"\n").unwrap_err();
+        assert!(e.to_string().contains("expected int8 or fp32"), "{e}");
+        assert!(matches!(
+            Config::parse("[detector\n"),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

@@ -42,10 +42,10 @@
 //! same-class boxes overlapping by ~nms_iou), so an unmatched box is forgiven when the other side
 //! has a same-class box overlapping it (IoU >= 0.3): the object is still found.
 
-use edgesieve::detector::{Detector, DetectorOptions};
-use edgesieve::manifest::{Manifest, Precision};
-use edgesieve::postprocess::{iou, Detection, Detections};
-use edgesieve::source::{Frame, FrameSource};
+use edgesieve::detect::manifest::{Manifest, Precision};
+use edgesieve::detect::model::{Detector, DetectorOptions};
+use edgesieve::detect::postprocess::{iou, Detection, Detections};
+use edgesieve::source::{self, Frame};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -135,7 +135,7 @@ fn decode(frames: &[String]) -> Vec<Frame> {
     for name in frames {
         std::fs::copy(Path::new(FRAMES).join(name), dir.join(name)).unwrap();
     }
-    let mut source = FrameSource::open(dir.to_str().unwrap()).unwrap();
+    let mut source = source::open(dir.to_str().unwrap()).unwrap();
     let mut out = Vec::new();
     let mut frame = Frame::new();
     while let Some(r) = source.next_frame(&mut frame) {

@@ -101,13 +101,13 @@ fn install_into_an_image_keeps_an_existing_config() {
         assert!(dest.join(f).is_file(), "{f} not installed");
     }
     // The installed manifest finds its models (paths are relative to the manifest).
-    let manifest = edgesieve::manifest::Manifest::load(
+    let manifest = edgesieve::detect::manifest::Manifest::load(
         &dest.join("usr/share/edgesieve/models/yolox_nano.toml"),
     )
     .unwrap();
     for p in [
-        edgesieve::manifest::Precision::Int8,
-        edgesieve::manifest::Precision::Fp32,
+        edgesieve::detect::manifest::Precision::Int8,
+        edgesieve::detect::manifest::Precision::Fp32,
     ] {
         assert!(manifest.model_path(p).unwrap().is_file());
     }

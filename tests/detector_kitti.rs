@@ -1,10 +1,10 @@
 //! The real detector on real labeled frames: both models find the labeled cars, the int8 model
 //! stays close to fp32, and models that do not fit their manifest are refused.
 
-use edgesieve::detector::{Detector, DetectorError, DetectorOptions};
-use edgesieve::manifest::{Manifest, Precision};
-use edgesieve::postprocess::{iou, Detections};
-use edgesieve::source::{Frame, FrameSource};
+use edgesieve::detect::manifest::{Manifest, Precision};
+use edgesieve::detect::model::{Detector, DetectorError, DetectorOptions};
+use edgesieve::detect::postprocess::{iou, Detections};
+use edgesieve::source::{self, Frame};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ fn car_recall(precision: Precision) -> (f64, usize, usize) {
     };
     let mut detector = Detector::load(m, &options).expect("model loads");
     let cars = labeled_cars();
-    let mut source = FrameSource::open(&format!("{KITTI}/images")).unwrap();
+    let mut source = source::open(&format!("{KITTI}/images")).unwrap();
     let mut frame = Frame::new();
     let mut dets = Detections::new();
     let (mut matched, mut total, mut frames) = (0, 0, 0);
@@ -203,7 +203,7 @@ fn missing_model_file_says_how_to_get_it() {
 fn embedding_is_read_from_the_same_inference() {
     require_model(Precision::Int8);
     let mut detector = Detector::load(manifest(), &DetectorOptions::default()).unwrap();
-    let mut source = FrameSource::open(&format!("{KITTI}/images")).unwrap();
+    let mut source = source::open(&format!("{KITTI}/images")).unwrap();
     let mut frame = Frame::new();
     let mut dets = Detections::new();
     let mut embeddings = Vec::new();

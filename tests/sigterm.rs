@@ -186,9 +186,11 @@ fn stop_cleanly_on(signal: &str) {
         .unwrap_or_else(|e| panic!("{}: {e}", sketch.display()))
         .len();
     assert!(len > 0, "empty {}", sketch.display());
-    assert!(edgesieve::pipeline::load_sketch(Path::new(&sketch))
-        .expect("sketch loads")
-        .is_some_and(|s| !s.is_empty()));
+    assert!(
+        edgesieve::select::sketch_file::load_sketch(Path::new(&sketch))
+            .expect("sketch loads")
+            .is_some_and(|s| !s.is_empty())
+    );
 
     let _ = std::fs::remove_dir_all(&dir);
 }

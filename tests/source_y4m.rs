@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edgesieve::source::{Frame, FrameSource, SourceError};
+use edgesieve::source::{self, Frame, SourceError};
 
 const FRAMES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -62,7 +62,7 @@ fn ffmpeg_y4m(pix_fmt: &str, out: &Path) {
 
 /// The first N frames of the folder, decoded from JPEG.
 fn reference() -> Vec<Frame> {
-    let mut src = FrameSource::open(FRAMES).unwrap_or_else(|e| panic!("{e}"));
+    let mut src = source::open(FRAMES).unwrap_or_else(|e| panic!("{e}"));
     let mut out = Vec::new();
     for _ in 0..N {
         let mut f = Frame::new();
@@ -112,7 +112,7 @@ fn compare(pix_fmt: &str, max_mean: f64, max_p99: u8) {
     ffmpeg_y4m(pix_fmt, &y4m);
     let refs = reference();
     let mut src =
-        FrameSource::open(y4m.to_str().expect("utf-8 temp path")).unwrap_or_else(|e| panic!("{e}"));
+        source::open(y4m.to_str().expect("utf-8 temp path")).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{pix_fmt}: {}", src.describe());
     assert!(src
         .describe()
@@ -186,7 +186,7 @@ fn y4m_truncated_in_frame_5_is_fatal() {
     std::fs::write(&cut, &bytes[..cut_at]).expect("write cut y4m");
 
     let mut src =
-        FrameSource::open(cut.to_str().expect("utf-8 temp path")).unwrap_or_else(|e| panic!("{e}"));
+        source::open(cut.to_str().expect("utf-8 temp path")).unwrap_or_else(|e| panic!("{e}"));
     let mut f = Frame::new();
     for i in 0..4 {
         src.next_frame(&mut f)

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use edgesieve::record::{FrameScores, KeptRecord, Reason, StoredDetection};
-use edgesieve::spool::{PutOutcome, Spool, SpoolConfig};
+use edgesieve::store::record::{FrameScores, KeptRecord, Reason, StoredDetection};
+use edgesieve::store::spool::{PutOutcome, Spool, SpoolConfig};
 
 /// Set (to the spool directory) in the child process.
 const CHILD_ENV: &str = "EDGESIEVE_SPOOL_CRASH_CHILD";

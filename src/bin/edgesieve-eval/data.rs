@@ -230,6 +230,7 @@ mod tests {
         Frame {
             index: 0,
             name: "t".into(),
+            time_ms: 0,
             width: w,
             height: h,
             rgb,

@@ -9,14 +9,15 @@ mod metrics;
 mod report;
 
 use data::{Clip, Labels};
-use edgesieve::cli::Args;
 use edgesieve::config::Config;
-use edgesieve::logger;
-use edgesieve::manifest;
-use edgesieve::pipeline::{load_manifest, FrameOutcome, Pipeline};
-use edgesieve::record::Reason;
-use edgesieve::rng::SplitMix64;
-use edgesieve::source::{Frame, FrameSource};
+use edgesieve::detect::manifest;
+use edgesieve::run::pipeline::{load_manifest, FrameOutcome, Pipeline};
+use edgesieve::source::{self, Frame, FrameSource};
+use edgesieve::store::record::Reason;
+use edgesieve::store::Discard;
+use edgesieve::util::cli::Args;
+use edgesieve::util::logger;
+use edgesieve::util::rng::SplitMix64;
 use metrics::{Coverage, DetBox};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -141,7 +142,7 @@ fn parse_options(argv: &[String]) -> Result<Options, String> {
         Some(p) => Config::load(Path::new(p)).map_err(err)?,
         None => Config::default(),
     };
-    config.apply_model_options(&args).map_err(err)?;
+    config.apply_overrides(&edgesieve::util::cli::model_overrides(&args).map_err(err)?);
     config.policy.target_keep_ratio = ratio;
     config.policy.max_per_minute = 0;
     config.policy.max_per_hour = 0;
@@ -198,16 +199,16 @@ fn data_file(data: &Path, sub: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn open_source(dir: &Path) -> Result<FrameSource, String> {
+fn open_source(dir: &Path) -> Result<Box<dyn FrameSource>, String> {
     let spec = dir
         .to_str()
         .ok_or_else(|| format!("{}: path is not UTF-8", dir.display()))?;
-    FrameSource::open(spec).map_err(|e| format!("{}: {e}", dir.display()))
+    source::open(spec).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// Decodes the next frame, skipping (with a warning) files that fail to decode. Ok(false) at
 /// the end.
-fn next_frame(source: &mut FrameSource, frame: &mut Frame) -> Result<bool, String> {
+fn next_frame(source: &mut Box<dyn FrameSource>, frame: &mut Frame) -> Result<bool, String> {
     loop {
         match source.next_frame(frame) {
             None => return Ok(false),
@@ -218,13 +219,13 @@ fn next_frame(source: &mut FrameSource, frame: &mut Frame) -> Result<bool, Strin
     }
 }
 
-fn new_pipeline(opts: &Options) -> Result<Pipeline, String> {
+fn new_pipeline(opts: &Options) -> Result<Pipeline<Discard>, String> {
     let manifest = load_manifest(&opts.config, &opts.manifest).map_err(err)?;
-    Pipeline::new(&opts.config, manifest, None).map_err(err)
+    Pipeline::new(&opts.config, manifest, Discard).map_err(err)
 }
 
 fn process(
-    pipeline: &mut Pipeline,
+    pipeline: &mut Pipeline<Discard>,
     frame: &Frame,
     timestamp_ms: u64,
 ) -> Result<FrameOutcome, String> {
@@ -275,7 +276,7 @@ fn run(argv: &[String]) -> Result<(), String> {
         p.rare_class_boost,
         p.rare_class_warmup,
         p.triggers.len(),
-        edgesieve::pipeline::SKETCH_CENTRES
+        edgesieve::select::SKETCH_CENTRES
     ));
     let u = &c.uncertainty;
     out.line(format!(
@@ -333,10 +334,10 @@ struct FrameRecord {
     select: Duration,
 }
 
-fn record(pipeline: &Pipeline, frame: &Frame, o: &FrameOutcome) -> FrameRecord {
+fn record(pipeline: &Pipeline<Discard>, frame: &Frame, o: &FrameOutcome) -> FrameRecord {
     FrameRecord {
         name: frame.name.clone(),
-        embedding: pipeline.embedding().to_vec(),
+        embedding: pipeline.selector().embedding().to_vec(),
         descriptor: data::descriptor(frame),
         uncertainty: o.uncertainty.value,
         novelty: o.decision.scores.novelty,
@@ -825,7 +826,7 @@ fn rare_recall(opts: &Options, out: &mut Out) -> Result<(), String> {
             (index as f64 * UDACITY_FRAME_MS) as u64,
         )?;
         kept.push(o.stored);
-        embeddings.push(pipeline.embedding().to_vec());
+        embeddings.push(pipeline.selector().embedding().to_vec());
         is_rare.push(from_rare);
         let sc = o.decision.scores;
         scores.push([o.uncertainty.value, sc.novelty, sc.value]);

@@ -2,8 +2,8 @@
 //! greedy k-centre), detection-error matching and error capture of a ranking. Pure functions
 //! on plain vectors, so every figure the eval prints can be checked by hand.
 
-use edgesieve::postprocess::iou;
-use edgesieve::rng::SplitMix64;
+use edgesieve::detect::postprocess::iou;
+use edgesieve::util::rng::SplitMix64;
 
 /// Euclidean distance of two vectors of the same length.
 pub fn dist(a: &[f32], b: &[f32]) -> f32 {

@@ -303,6 +303,7 @@ mod tests {
         let f = Frame {
             index: 0,
             name: "x".into(),
+            time_ms: 0,
             width: 64,
             height: 36,
             rgb: vec![200; 64 * 36 * 3],

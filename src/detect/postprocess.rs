@@ -3,7 +3,7 @@
 //! Every kept box carries its full class-probability vector, because the uncertainty scores need
 //! more than the winning class. The probabilities live in one flat pool reused from frame to frame.
 
-use crate::preprocess::Letterbox;
+use crate::detect::preprocess::Letterbox;
 
 /// One detected object, in source-frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -7,7 +7,7 @@
 //! [`Sketch::insert`] allocates.
 //!
 //! **Novelty** of `x` is the Euclidean distance to the nearest centre. Inputs are expected to be
-//! unit vectors (the output of [`crate::embedding::Projector`]), so distances lie in `[0, 2]`; an
+//! unit vectors (the output of [`crate::select::embedding::Projector`]), so distances lie in `[0, 2]`; an
 //! empty sketch answers [`EMPTY_NOVELTY`] = 2.0, the largest distance between unit vectors, so
 //! the policy always gets a finite number. A vector with a NaN or infinite component scores 0.0
 //! (a broken embedding is no evidence of novelty) and is ignored by `insert`.
@@ -616,7 +616,7 @@ fn greedy_pass<const D: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::util::rng::SplitMix64;
     use proptest::prelude::*;
 
     /// Slack for float rounding in the triangle-inequality bounds.

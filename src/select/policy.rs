@@ -83,12 +83,11 @@
 //! fixed at construction (two `[f32; 512]`, four 61-bucket rings, two `Vec`s sized by the class
 //! count, the trigger list).
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-use crate::record::{FrameScores, Reason};
-use crate::rng::SplitMix64;
+use crate::config::KeyError;
+use crate::store::record::{FrameScores, Reason};
+use crate::util::rng::SplitMix64;
 
 /// Number of recent values the adaptive threshold is taken from.
 pub const WINDOW: usize = 512;
@@ -239,36 +238,11 @@ impl Default for PolicyConfig {
 
 /// A configuration the policy cannot run with. Keys are relative to `[policy]` (the config
 /// loader prefixes `policy.`), e.g. `target_keep_ratio must be in (0, 1], got 0`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PolicyError {
-    /// `key` has a bad value.
-    Invalid { key: String, message: String },
-    /// A trigger names a class the model does not have.
-    UnknownClass { key: String, class: String },
+fn invalid(key: &str, message: impl Into<String>) -> KeyError {
+    KeyError::new(key, message)
 }
 
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PolicyError::Invalid { key, message } => write!(f, "{key} {message}"),
-            PolicyError::UnknownClass { key, class } => write!(
-                f,
-                "{key}: unknown class \"{class}\" (not in the model's class list)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for PolicyError {}
-
-fn invalid(key: &str, message: impl Into<String>) -> PolicyError {
-    PolicyError::Invalid {
-        key: key.to_string(),
-        message: message.into(),
-    }
-}
-
-fn in_unit(key: &str, v: f64) -> Result<(), PolicyError> {
+fn in_unit(key: &str, v: f64) -> Result<(), KeyError> {
     if (0.0..=1.0).contains(&v) {
         Ok(())
     } else {
@@ -278,7 +252,7 @@ fn in_unit(key: &str, v: f64) -> Result<(), PolicyError> {
 
 impl PolicyConfig {
     /// Checks every key; the error names the first bad one.
-    pub fn validate(&self) -> Result<(), PolicyError> {
+    pub fn validate(&self) -> Result<(), KeyError> {
         let r = self.target_keep_ratio;
         if !(r > 0.0 && r <= 1.0) {
             return Err(invalid(
@@ -411,7 +385,7 @@ pub struct Policy {
 impl Policy {
     /// Validates `cfg` and resolves trigger class names against `class_names` (the model
     /// manifest's classes, index = class id).
-    pub fn new(cfg: PolicyConfig, class_names: &[String]) -> Result<Policy, PolicyError> {
+    pub fn new(cfg: PolicyConfig, class_names: &[String]) -> Result<Policy, KeyError> {
         cfg.validate()?;
         if class_names.len() > usize::from(u16::MAX) + 1 {
             return Err(invalid(
@@ -424,9 +398,14 @@ impl Policy {
             let id = class_names
                 .iter()
                 .position(|n| *n == t.class)
-                .ok_or_else(|| PolicyError::UnknownClass {
-                    key: format!("triggers[{i}].class"),
-                    class: t.class.clone(),
+                .ok_or_else(|| {
+                    KeyError::new(
+                        format!("triggers[{i}].class"),
+                        format!(
+                            "unknown class \"{}\" (not in the model's class list)",
+                            t.class
+                        ),
+                    )
                 })?;
             // In range: the class list length was checked above.
             triggers.push((id as u16, t.min_count));

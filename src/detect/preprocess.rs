@@ -4,7 +4,7 @@
 //! corner (as YOLOX was trained) and the rest is filled with the pad value. Sampling tables are
 //! cached per frame size, so a stream of same-sized frames allocates nothing.
 
-use crate::manifest::{ChannelOrder, InputSpec};
+use crate::detect::manifest::{ChannelOrder, InputSpec};
 
 /// How a frame was mapped into the model input; used to map boxes back.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -8,13 +8,17 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Which of the manifest's model files to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     Fp32,
+    #[default]
     Int8,
 }
 
 impl Precision {
+    /// The accepted spellings, for error messages.
+    pub const ACCEPTED: &'static str = "int8 or fp32";
+
     pub fn parse(s: &str) -> Option<Precision> {
         match s {
             "fp32" | "f32" | "float" => Some(Precision::Fp32),
@@ -24,12 +28,45 @@ impl Precision {
     }
 }
 
+/// A precision name that is not one of [`Precision::ACCEPTED`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPrecision(pub String);
+
+impl fmt::Display for UnknownPrecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected {}, got {:?}", Precision::ACCEPTED, self.0)
+    }
+}
+
+impl std::error::Error for UnknownPrecision {}
+
+impl std::str::FromStr for Precision {
+    type Err = UnknownPrecision;
+
+    fn from_str(s: &str) -> Result<Precision, UnknownPrecision> {
+        Precision::parse(s).ok_or_else(|| UnknownPrecision(s.to_string()))
+    }
+}
+
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Precision::Fp32 => "fp32",
             Precision::Int8 => "int8",
         })
+    }
+}
+
+impl serde::Serialize for Precision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Precision, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 

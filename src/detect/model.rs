@@ -2,9 +2,9 @@
 //! a frame into detections (and, when the manifest names one, a pooled feature embedding read
 //! from the same inference).
 
-use crate::manifest::{Manifest, ManifestError, Precision};
-use crate::postprocess::{Detections, PostprocessOptions, YoloxDecoder};
-use crate::preprocess::{Letterbox, PreprocessError, Preprocessor};
+use crate::detect::manifest::{Manifest, ManifestError, Precision};
+use crate::detect::postprocess::{Detections, PostprocessOptions, YoloxDecoder};
+use crate::detect::preprocess::{Letterbox, PreprocessError, Preprocessor};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -50,7 +50,8 @@
 //! ordinary frame, neither certain nor alarming. 75 frames is a small sample: the ordering of
 //! aggregations was clear, the differences between measures once weighted were small.
 
-use crate::postprocess::Detections;
+use crate::config::KeyError;
+use crate::detect::postprocess::Detections;
 use serde::{Deserialize, Serialize};
 
 /// Which per-box uncertainty feeds the frame value.
@@ -87,7 +88,7 @@ pub enum BandShape {
 }
 
 /// The `[uncertainty]` section of the run configuration.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UncertaintyConfig {
     pub measure: Measure,
@@ -122,29 +123,32 @@ impl Default for UncertaintyConfig {
 
 impl UncertaintyConfig {
     /// Checks every value; the error starts with the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), KeyError> {
         if self.top_k == 0 {
-            return Err("top_k must be at least 1".into());
+            return Err(KeyError::new("top_k", "must be at least 1"));
         }
         if !(self.threshold > 0.0 && self.threshold < 1.0) {
-            return Err(format!(
-                "threshold must be in (0, 1), got {}",
-                self.threshold
+            return Err(KeyError::new(
+                "threshold",
+                format!("must be in (0, 1), got {}", self.threshold),
             ));
         }
         if !(self.band > 0.0 && self.band <= 1.0) {
-            return Err(format!("band must be in (0, 1], got {}", self.band));
+            return Err(KeyError::new(
+                "band",
+                format!("must be in (0, 1], got {}", self.band),
+            ));
         }
         if !(0.0..=1.0).contains(&self.empty_frame_value) {
-            return Err(format!(
-                "empty_frame_value must be in [0, 1], got {}",
-                self.empty_frame_value
+            return Err(KeyError::new(
+                "empty_frame_value",
+                format!("must be in [0, 1], got {}", self.empty_frame_value),
             ));
         }
         if !(0.0..=1.0).contains(&self.head_weight) {
-            return Err(format!(
-                "head_weight must be in [0, 1], got {}",
-                self.head_weight
+            return Err(KeyError::new(
+                "head_weight",
+                format!("must be in [0, 1], got {}", self.head_weight),
             ));
         }
         Ok(())
@@ -376,7 +380,7 @@ fn band_weight(score: f32, cfg: &UncertaintyConfig) -> (bool, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postprocess::Detection;
+    use crate::detect::postprocess::Detection;
 
     const EPS: f32 = 1e-5;
 
@@ -713,15 +717,15 @@ mod tests {
             f(&mut c);
             c.validate().unwrap_err()
         };
-        assert!(bad(|c| c.top_k = 0).starts_with("top_k "));
-        assert!(bad(|c| c.threshold = 0.0).starts_with("threshold "));
-        assert!(bad(|c| c.threshold = 1.0).starts_with("threshold "));
-        assert!(bad(|c| c.threshold = f32::NAN).starts_with("threshold "));
-        assert!(bad(|c| c.band = 0.0).starts_with("band "));
-        assert!(bad(|c| c.band = 1.5).starts_with("band "));
-        assert!(bad(|c| c.empty_frame_value = -0.1).starts_with("empty_frame_value "));
-        assert!(bad(|c| c.empty_frame_value = f32::NAN).starts_with("empty_frame_value "));
-        assert!(bad(|c| c.head_weight = 1.5).starts_with("head_weight "));
+        assert!(bad(|c| c.top_k = 0).key == "top_k");
+        assert!(bad(|c| c.threshold = 0.0).key == "threshold");
+        assert!(bad(|c| c.threshold = 1.0).key == "threshold");
+        assert!(bad(|c| c.threshold = f32::NAN).key == "threshold");
+        assert!(bad(|c| c.band = 0.0).key == "band");
+        assert!(bad(|c| c.band = 1.5).key == "band");
+        assert!(bad(|c| c.empty_frame_value = -0.1).key == "empty_frame_value");
+        assert!(bad(|c| c.empty_frame_value = f32::NAN).key == "empty_frame_value");
+        assert!(bad(|c| c.head_weight = 1.5).key == "head_weight");
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! Every flag a command accepts is declared, so a misspelt flag is refused with its name.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::config::ModelOverrides;
+use crate::detect::manifest::Precision;
 use std::fmt;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -76,6 +80,23 @@ impl Args {
                 .map_err(|_| CliError(format!("{name}: cannot parse {v:?}"))),
         }
     }
+}
+
+/// The model flags every command takes: `--model FILE`, `--precision P`, `--threads N`, as
+/// overrides of the configuration's `[detector]` section.
+pub fn model_overrides(args: &Args) -> Result<ModelOverrides, CliError> {
+    let precision = match args.value("--precision") {
+        Some(p) => Some(
+            p.parse::<Precision>()
+                .map_err(|e| CliError(format!("--precision: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(ModelOverrides {
+        model: args.value("--model").map(PathBuf::from),
+        precision,
+        threads: args.parsed::<usize>("--threads")?,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Frame embedding: turns the detector's pooled feature map (256 channels of YOLOX-nano's PAN
-//! stride-32 output, see [`crate::detector::Detector::embedding`]) into a short unit vector whose
-//! Euclidean distances the [`crate::sketch`] compares.
+//! stride-32 output, see [`crate::detect::model::Detector::embedding`]) into a short unit vector whose
+//! Euclidean distances the [`crate::select::sketch`] compares.
 //!
 //! [`Projector::project`] computes `out = normalise(Mᵀ (normalise(x) − μ))`:
 //!
@@ -33,14 +33,15 @@
 //! or the first frames of a session, with [`RunningMean`] (which normalises each sample the same
 //! way [`Projector::project`] does), then freeze it and ship it with the configuration.
 
-use crate::rng::SplitMix64;
+use crate::util::rng::SplitMix64;
 use std::fmt;
 
 /// Default output dimension of the embedding.
 pub const EMBED_DIM: usize = 64;
 
 /// Default projection seed, shared by the fleet so sketches are comparable and mergeable.
-pub const DEFAULT_SEED: u64 = 0x6564_6765_7369_6576; // "edgesiev"
+/// (`embedding.seed` in the configuration defaults to it.)
+pub const DEFAULT_SEED: u64 = 0x5EED_ED6E;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmbeddingError {

@@ -13,6 +13,9 @@ use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use image::codecs::jpeg::JpegDecoder;
+use serde::{Deserialize, Serialize};
+
+use crate::config::KeyError;
 use image::codecs::png::PngDecoder;
 use image::{ColorType, ImageDecoder, Limits};
 
@@ -30,6 +33,9 @@ pub struct Frame {
     pub index: u64,
     /// File name for a folder ("000123.jpg"), "<source>#<n>" for a y4m stream ("stdin#17").
     pub name: String,
+    /// Stream time of the frame in milliseconds since the first frame of its source (from the
+    /// stream's own rate when it states one, else [`InputConfig::fps`]).
+    pub time_ms: u64,
     pub width: u32,
     pub height: u32,
     /// `width * height * 3` bytes, row-major RGB.
@@ -42,8 +48,9 @@ impl Frame {
     }
 
     /// Starts a new attempt: sets index and name, clears the picture (keeps capacity).
-    fn begin(&mut self, index: u64) {
+    fn begin(&mut self, index: u64, fps: f64) {
         self.index = index;
+        self.time_ms = frame_time_ms(index, fps);
         self.name.clear();
         self.width = 0;
         self.height = 0;
@@ -56,6 +63,7 @@ impl fmt::Debug for Frame {
         f.debug_struct("Frame")
             .field("index", &self.index)
             .field("name", &self.name)
+            .field("time_ms", &self.time_ms)
             .field("width", &self.width)
             .field("height", &self.height)
             .field("rgb_len", &self.rgb.len())
@@ -193,108 +201,121 @@ impl std::error::Error for SourceError {
     }
 }
 
-/// A stream of frames from a folder of images or a YUV4MPEG2 stream.
-pub struct FrameSource {
-    kind: Kind,
-    next_index: u64,
+/// Where frames come from: a folder or list of image files, a YUV4MPEG2 stream, a camera.
+///
+/// A source decodes one frame at a time into a caller-owned [`Frame`] whose buffers it reuses,
+/// and stamps it with its stream time. A new kind of input is a new type implementing this
+/// trait; the job loop ([`crate::run`]) does not change.
+pub trait FrameSource: Send {
+    /// Decodes the next frame into `frame`. None at the end. Some(Err) for a frame that failed:
+    /// a non-fatal error ([`SourceError::is_fatal`]) skips one frame and the next call goes on;
+    /// after a fatal one the source is finished (the next call returns None).
+    fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>>;
+
+    /// One line for logs, e.g. "folder ../x (2289 images)" / "y4m stdin 640x360 30000:1001 C420jpeg limited".
+    fn describe(&self) -> String;
+
+    /// Number of frames when known in advance (a folder); None for a stream.
+    fn len_hint(&self) -> Option<usize> {
+        None
+    }
 }
 
-enum Kind {
-    Folder(Folder),
-    Y4m(Box<Y4m>),
+/// The `[input]` section: how frames are stamped with time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Frame rate of image files (a folder, a list, one file) for their stream time: frame `i`
+    /// is at `i * 1000 / fps` ms. A y4m stream uses the rate in its header (this one when it
+    /// has none).
+    pub fps: f64,
+    /// Timestamp of the first frame, ms since the Unix epoch; 0 = the time the run starts.
+    pub start_ms: u64,
 }
 
-impl FrameSource {
-    /// "-" = YUV4MPEG2 on stdin; a directory = its *.jpg/*.jpeg/*.png files (case-insensitive) in name order; a file ending .y4m = YUV4MPEG2 file.
-    pub fn open(spec: &str) -> Result<FrameSource, SourceError> {
-        if spec == "-" {
-            return FrameSource::from_y4m_reader("stdin", Box::new(io::stdin()));
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            fps: 15.0,
+            start_ms: 0,
         }
-        let path = Path::new(spec);
-        let meta = fs::metadata(path).map_err(|source| SourceError::Open {
+    }
+}
+
+impl InputConfig {
+    /// Checks the values, naming the first bad key (relative to `[input]`).
+    pub fn validate(&self) -> Result<(), KeyError> {
+        if !(self.fps > 0.0 && self.fps.is_finite()) {
+            return Err(KeyError::new(
+                "fps",
+                format!("must be positive, got {}", self.fps),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Stream time of frame `index` at `fps` frames per second, in whole milliseconds.
+pub fn frame_time_ms(index: u64, fps: f64) -> u64 {
+    (index as f64 * (1000.0 / fps)) as u64
+}
+
+/// Opens a source by its command-line spec, with the default [`InputConfig`].
+pub fn open(spec: &str) -> Result<Box<dyn FrameSource>, SourceError> {
+    open_with(spec, &InputConfig::default())
+}
+
+/// Opens a source by its command-line spec: "-" = YUV4MPEG2 on stdin; a directory = its
+/// *.jpg/*.jpeg/*.png files (case-insensitive) in name order; a file ending .y4m = a YUV4MPEG2
+/// file; a single .jpg/.jpeg/.png file = that one frame; several image files separated by
+/// commas = those frames, in the order given.
+pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSource>, SourceError> {
+    if spec == "-" {
+        return Ok(Box::new(Y4m::open(
+            "stdin",
+            Box::new(io::stdin()),
+            options,
+        )?));
+    }
+    let path = Path::new(spec);
+    if spec.contains(',') && !path.exists() {
+        let files = spec.split(',').filter(|s| !s.is_empty()).map(PathBuf::from);
+        return Ok(Box::new(Folder::from_files(spec, files, options)?));
+    }
+    let meta = fs::metadata(path).map_err(|source| SourceError::Open {
+        spec: spec.to_string(),
+        source,
+    })?;
+    if meta.is_dir() {
+        return Ok(Box::new(Folder::open(spec, options)?));
+    }
+    if has_extension(path, &["y4m"]) {
+        let file = File::open(path).map_err(|source| SourceError::Open {
             spec: spec.to_string(),
             source,
         })?;
-        if meta.is_dir() {
-            let folder = Folder::open(spec)?;
-            return Ok(FrameSource {
-                kind: Kind::Folder(folder),
-                next_index: 0,
-            });
-        }
-        if has_extension(path, &["y4m"]) {
-            let file = File::open(path).map_err(|source| SourceError::Open {
-                spec: spec.to_string(),
-                source,
-            })?;
-            let name = path
-                .file_name()
-                .map_or_else(|| spec.to_string(), |n| n.to_string_lossy().into_owned());
-            return FrameSource::from_y4m_reader(&name, Box::new(file));
-        }
-        Err(SourceError::Unsupported {
-            spec: spec.to_string(),
-            reason:
-                "expected '-' (y4m on stdin), a directory of .jpg/.jpeg/.png images, or a .y4m file"
-                    .to_string(),
-        })
+        let name = path
+            .file_name()
+            .map_or_else(|| spec.to_string(), |n| n.to_string_lossy().into_owned());
+        return Ok(Box::new(Y4m::open(&name, Box::new(file), options)?));
     }
-
-    /// A YUV4MPEG2 source over any reader; `name` prefixes frame names.
-    fn from_y4m_reader(
-        name: &str,
-        reader: Box<dyn Read + Send>,
-    ) -> Result<FrameSource, SourceError> {
-        let y4m = Y4m::open(name, reader)?;
-        Ok(FrameSource {
-            kind: Kind::Y4m(Box::new(y4m)),
-            next_index: 0,
-        })
+    if has_extension(path, IMAGE_EXTENSIONS) {
+        return Ok(Box::new(Folder::from_files(
+            spec,
+            std::iter::once(path.to_path_buf()),
+            options,
+        )?));
     }
-
-    /// Decodes the next frame into `frame`. None at the end. Some(Err) for a frame that failed:
-    /// for a folder the next call goes on with the next file; for a stream a fatal error ends it
-    /// (next call returns None).
-    pub fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>> {
-        match &mut self.kind {
-            Kind::Folder(folder) => folder.next_frame(&mut self.next_index, frame),
-            Kind::Y4m(y4m) => y4m.next_frame(&mut self.next_index, frame),
-        }
-    }
-
-    /// Number of files for a folder; None for a stream.
-    pub fn len_hint(&self) -> Option<usize> {
-        match &self.kind {
-            Kind::Folder(folder) => Some(folder.files.len()),
-            Kind::Y4m(_) => None,
-        }
-    }
-
-    /// One line for logs, e.g. "folder ../x (2289 images)" / "y4m stdin 640x360 30000:1001 C420jpeg limited".
-    pub fn describe(&self) -> String {
-        match &self.kind {
-            Kind::Folder(folder) => {
-                format!("folder {} ({} images)", folder.spec, folder.files.len())
-            }
-            Kind::Y4m(y4m) => {
-                let h = &y4m.header;
-                let fps = match h.fps {
-                    Some((n, d)) => format!("{n}:{d}"),
-                    None => "?fps".to_string(),
-                };
-                format!(
-                    "y4m {} {}x{} {} C{} {}",
-                    y4m.name,
-                    h.width,
-                    h.height,
-                    fps,
-                    h.colour_tag,
-                    if h.full_range { "full" } else { "limited" }
-                )
-            }
-        }
-    }
+    Err(SourceError::Unsupported {
+        spec: spec.to_string(),
+        reason: "expected '-' (y4m on stdin), a directory of .jpg/.jpeg/.png images, a .y4m \
+                 file, an image file, or image files separated by commas"
+            .to_string(),
+    })
 }
+
+/// File name endings read as images.
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
 
 fn has_extension(path: &Path, wanted: &[&str]) -> bool {
     path.extension()
@@ -307,9 +328,11 @@ fn has_extension(path: &Path, wanted: &[&str]) -> bool {
 
 struct Folder {
     spec: String,
-    /// (path, file name), sorted by file name.
+    /// (path, file name), sorted by file name for a directory, as given for a list.
     files: Vec<(PathBuf, String)>,
     pos: usize,
+    next_index: u64,
+    fps: f64,
     /// Raw file bytes, reused.
     file_buf: Vec<u8>,
     /// Decoder output when it is not RGB8, reused.
@@ -317,16 +340,47 @@ struct Folder {
 }
 
 impl Folder {
-    fn open(spec: &str) -> Result<Folder, SourceError> {
+    /// The image files of a directory, in name order.
+    fn open(spec: &str, options: &InputConfig) -> Result<Folder, SourceError> {
         let open_err = |source| SourceError::Open {
             spec: spec.to_string(),
             source,
         };
-        let mut files = Vec::new();
+        let mut paths = Vec::new();
         for entry in fs::read_dir(spec).map_err(open_err)? {
             let path = entry.map_err(open_err)?.path();
-            if !has_extension(&path, &["jpg", "jpeg", "png"]) || !path.is_file() {
+            if !has_extension(&path, IMAGE_EXTENSIONS) || !path.is_file() {
                 continue;
+            }
+            paths.push(path);
+        }
+        if paths.is_empty() {
+            return Err(SourceError::Unsupported {
+                spec: spec.to_string(),
+                reason: "directory holds no .jpg/.jpeg/.png files".to_string(),
+            });
+        }
+        paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        Folder::from_files(spec, paths, options)
+    }
+
+    /// The given image files, in the order given. Each must exist and be a file.
+    fn from_files(
+        spec: &str,
+        paths: impl IntoIterator<Item = PathBuf>,
+        options: &InputConfig,
+    ) -> Result<Folder, SourceError> {
+        let mut files = Vec::new();
+        for path in paths {
+            let meta = fs::metadata(&path).map_err(|source| SourceError::Open {
+                spec: path.display().to_string(),
+                source,
+            })?;
+            if !meta.is_file() || !has_extension(&path, IMAGE_EXTENSIONS) {
+                return Err(SourceError::Unsupported {
+                    spec: path.display().to_string(),
+                    reason: "not a .jpg/.jpeg/.png file".to_string(),
+                });
             }
             let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                 continue;
@@ -336,29 +390,28 @@ impl Folder {
         if files.is_empty() {
             return Err(SourceError::Unsupported {
                 spec: spec.to_string(),
-                reason: "directory holds no .jpg/.jpeg/.png files".to_string(),
+                reason: "no image files given".to_string(),
             });
         }
-        files.sort_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
         Ok(Folder {
             spec: spec.to_string(),
             files,
             pos: 0,
+            next_index: 0,
+            fps: options.fps,
             file_buf: Vec::new(),
             scratch: Vec::new(),
         })
     }
+}
 
-    fn next_frame(
-        &mut self,
-        next_index: &mut u64,
-        frame: &mut Frame,
-    ) -> Option<Result<(), SourceError>> {
+impl FrameSource for Folder {
+    fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>> {
         let (path, name) = self.files.get(self.pos)?;
         self.pos += 1;
-        let index = *next_index;
-        *next_index += 1;
-        frame.begin(index);
+        let index = self.next_index;
+        self.next_index += 1;
+        frame.begin(index, self.fps);
         frame.name.push_str(name);
 
         self.file_buf.clear();
@@ -381,6 +434,19 @@ impl Folder {
                 message,
             }
         }))
+    }
+
+    fn describe(&self) -> String {
+        let what = if self.files.len() == 1 {
+            "image"
+        } else {
+            "images"
+        };
+        format!("folder {} ({} {what})", self.spec, self.files.len())
+    }
+
+    fn len_hint(&self) -> Option<usize> {
+        Some(self.files.len())
     }
 }
 
@@ -634,11 +700,41 @@ struct Y4m {
     data: Vec<u8>,
     /// 4:2:0 upsampling buffers, reused.
     upsample: Upsample,
+    next_index: u64,
+    /// Frame rate for stream time: the header's, else [`InputConfig::fps`].
+    fps: f64,
     done: bool,
 }
 
+impl FrameSource for Y4m {
+    fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>> {
+        self.read_next(frame)
+    }
+
+    fn describe(&self) -> String {
+        let h = &self.header;
+        let fps = match h.fps {
+            Some((n, d)) => format!("{n}:{d}"),
+            None => "?fps".to_string(),
+        };
+        format!(
+            "y4m {} {}x{} {} C{} {}",
+            self.name,
+            h.width,
+            h.height,
+            fps,
+            h.colour_tag,
+            if h.full_range { "full" } else { "limited" }
+        )
+    }
+}
+
 impl Y4m {
-    fn open(name: &str, reader: Box<dyn Read + Send>) -> Result<Y4m, SourceError> {
+    fn open(
+        name: &str,
+        reader: Box<dyn Read + Send>,
+        options: &InputConfig,
+    ) -> Result<Y4m, SourceError> {
         let header_err = |message: String| SourceError::Header {
             source_name: name.to_string(),
             message,
@@ -668,7 +764,13 @@ impl Y4m {
         } else {
             Coeffs::LIMITED
         };
+        let fps = match header.fps {
+            Some((n, d)) if n > 0 && d > 0 => f64::from(n) / f64::from(d),
+            _ => options.fps,
+        };
         Ok(Y4m {
+            fps,
+            next_index: 0,
             name: name.to_string(),
             reader,
             header,
@@ -681,15 +783,11 @@ impl Y4m {
         })
     }
 
-    fn next_frame(
-        &mut self,
-        next_index: &mut u64,
-        frame: &mut Frame,
-    ) -> Option<Result<(), SourceError>> {
+    fn read_next(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>> {
         if self.done {
             return None;
         }
-        let index = *next_index;
+        let index = self.next_index;
         let result = self.read_frame(index);
         match result {
             // Clean end of stream before a FRAME line.
@@ -698,16 +796,16 @@ impl Y4m {
                 None
             }
             Ok(true) => {
-                *next_index += 1;
-                frame.begin(index);
+                self.next_index += 1;
+                frame.begin(index, self.fps);
                 let _ = write!(frame.name, "{}#{}", self.name, index);
                 self.convert(frame);
                 Some(Ok(()))
             }
             Err(e) => {
-                *next_index += 1;
+                self.next_index += 1;
                 self.done = true;
-                frame.begin(index);
+                frame.begin(index, self.fps);
                 let _ = write!(frame.name, "{}#{}", self.name, index);
                 Some(Err(e))
             }
@@ -951,8 +1049,9 @@ mod tests {
     use image::codecs::png::PngEncoder;
     use image::{ExtendedColorType, ImageEncoder};
 
-    fn y4m_source(bytes: Vec<u8>) -> Result<FrameSource, SourceError> {
-        FrameSource::from_y4m_reader("mem", Box::new(Cursor::new(bytes)))
+    fn y4m_source(bytes: Vec<u8>) -> Result<Box<dyn FrameSource>, SourceError> {
+        Y4m::open("mem", Box::new(Cursor::new(bytes)), &InputConfig::default())
+            .map(|y| Box::new(y) as Box<dyn FrameSource>)
     }
 
     fn stream(header: &str, frames: &[Vec<u8>]) -> Vec<u8> {
@@ -1312,7 +1411,7 @@ mod tests {
         fs::create_dir(d.join("sub.jpg")).unwrap();
 
         let spec = d.to_str().unwrap();
-        let mut src = FrameSource::open(spec).unwrap();
+        let mut src = open(spec).unwrap();
         assert_eq!(src.len_hint(), Some(7));
         assert_eq!(src.describe(), format!("folder {spec} (7 images)"));
         let mut f = Frame::new();
@@ -1364,27 +1463,27 @@ mod tests {
     #[test]
     fn open_errors() {
         let dir = TempDir::new("open");
-        let e = FrameSource::open(dir.0.to_str().unwrap()).err().unwrap();
+        let e = open(dir.0.to_str().unwrap()).err().unwrap();
         assert!(e.is_fatal() && e.to_string().contains("no .jpg"), "{e}");
         let missing = dir.0.join("missing.y4m");
-        let e = FrameSource::open(missing.to_str().unwrap()).err().unwrap();
+        let e = open(missing.to_str().unwrap()).err().unwrap();
         assert!(matches!(e, SourceError::Open { .. }) && e.is_fatal());
         assert!(e.to_string().contains("missing.y4m"));
         let txt = dir.0.join("x.txt");
         fs::write(&txt, b"x").unwrap();
-        let e = FrameSource::open(txt.to_str().unwrap()).err().unwrap();
+        let e = open(txt.to_str().unwrap()).err().unwrap();
         assert!(matches!(e, SourceError::Unsupported { .. }), "{e}");
 
         // A .y4m file (upper-case extension) with a bad header.
         let y = dir.0.join("bad.Y4M");
         fs::write(&y, b"YUV4MPEG2 H2 C444\n").unwrap();
-        let e = FrameSource::open(y.to_str().unwrap()).err().unwrap();
+        let e = open(y.to_str().unwrap()).err().unwrap();
         let msg = e.to_string();
         assert!(msg.contains("bad.Y4M") && msg.contains("W"), "{msg}");
 
         // And a good one.
         fs::write(&y, stream("YUV4MPEG2 W1 H1 Cmono", &[vec![235]])).unwrap();
-        let mut src = FrameSource::open(y.to_str().unwrap()).unwrap();
+        let mut src = open(y.to_str().unwrap()).unwrap();
         let mut f = Frame::default();
         src.next_frame(&mut f).unwrap().unwrap();
         assert_eq!(

@@ -55,7 +55,8 @@ use image::imageops::{self, FilterType};
 use image::{ExtendedColorType, ImageBuffer, Rgb};
 use serde::{Deserialize, Serialize};
 
-use crate::record::KeptRecord;
+use crate::config::KeyError;
+use crate::store::record::KeptRecord;
 
 /// Version written in every record header; records of another version are treated as corrupt.
 pub const RECORD_FORMAT_VERSION: u16 = 1;
@@ -96,8 +97,8 @@ impl Default for SpoolConfig {
 
 impl SpoolConfig {
     /// Checks the values, naming the first bad key.
-    pub fn validate(&self) -> Result<(), SpoolError> {
-        let bad = |key: &'static str, message: String| Err(SpoolError::Config { key, message });
+    pub fn validate(&self) -> Result<(), KeyError> {
+        let bad = |key: &str, message: String| Err(KeyError::new(key, message));
         if self.max_bytes == 0 {
             return bad("max_bytes", "must be greater than 0".into());
         }
@@ -121,7 +122,7 @@ impl SpoolConfig {
 #[derive(Debug)]
 pub enum SpoolError {
     /// A configuration value is out of range.
-    Config { key: &'static str, message: String },
+    Config(KeyError),
     /// An I/O error other than a full disk.
     Io { path: PathBuf, source: io::Error },
     /// The filesystem holding the spool is full (ENOSPC).
@@ -150,7 +151,7 @@ impl SpoolError {
 impl fmt::Display for SpoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SpoolError::Config { key, message } => write!(f, "{key} {message}"),
+            SpoolError::Config(e) => write!(f, "spool.{e}"),
             SpoolError::Io { path, source } => {
                 write!(f, "spool I/O error on {}: {source}", path.display())
             }
@@ -288,7 +289,7 @@ impl Spool {
     /// Opens (creating if needed) the spool in `dir` and recovers from an interrupted run;
     /// the report says what recovery found (also kept as [`Spool::recovery_report`]).
     pub fn open(dir: &Path, config: SpoolConfig) -> Result<(Spool, RecoveryReport), SpoolError> {
-        config.validate()?;
+        config.validate().map_err(SpoolError::Config)?;
         let dir = dir.to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &dir, e))?;
 
@@ -963,7 +964,7 @@ fn available_bytes(_dir: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{FrameScores, Reason, StoredDetection};
+    use crate::store::record::{FrameScores, Reason, StoredDetection};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     struct TempDir(PathBuf);
@@ -1491,7 +1492,7 @@ mod tests {
             ),
         ] {
             let err = config.validate().expect_err("invalid");
-            assert!(matches!(err, SpoolError::Config { key: k, .. } if k == key));
+            assert_eq!(err.key, key, "{err}");
             assert!(err.to_string().contains(key));
             let tmp = TempDir::new("config");
             assert!(Spool::open(&tmp.0, config).is_err());

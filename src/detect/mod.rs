@@ -1,0 +1,97 @@
+//! Detect stage: a frame in, scored boxes and the feature map the embedding pools out.
+//!
+//! [`manifest`] describes a model (input contract, decoder, classes, embedding tensor);
+//! [`preprocess`] letterboxes a frame into the model's input; [`model`] runs it with tract;
+//! [`postprocess`] decodes the YOLOX grid and applies NMS.
+
+pub mod manifest;
+pub mod model;
+pub mod postprocess;
+pub mod preprocess;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::KeyError;
+use manifest::Precision;
+use model::DetectorOptions;
+use postprocess::PostprocessOptions;
+
+/// Most inference threads accepted (`detector.threads`): more than any vehicle computer has
+/// cores, far fewer than would exhaust the process.
+pub const MAX_THREADS: usize = 64;
+
+/// The `[detector]` section: which model, how it runs, which boxes survive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Model manifest; relative paths resolve against the working directory (default: the
+    /// EDGESIEVE_MODEL environment variable, else models/yolox_nano.toml).
+    pub model: Option<PathBuf>,
+    /// Which model file of the manifest runs: "int8" or "fp32".
+    pub precision: Precision,
+    /// Inference threads, 1 to 64; 1 keeps the detector on one core.
+    pub threads: usize,
+    /// Boxes below this score are dropped before NMS (kept low: near-threshold boxes matter).
+    pub min_score: f32,
+    /// Same-class boxes overlapping a better one by more than this IoU are suppressed.
+    pub nms_iou: f32,
+    /// Most boxes kept per frame, best first.
+    pub max_detections: usize,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            model: None,
+            precision: Precision::Int8,
+            threads: 1,
+            min_score: 0.1,
+            nms_iou: 0.45,
+            max_detections: 100,
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// Checks the values, naming the first bad key (relative to `[detector]`).
+    pub fn validate(&self) -> Result<(), KeyError> {
+        if !(1..=MAX_THREADS).contains(&self.threads) {
+            return Err(KeyError::new(
+                "threads",
+                format!("must be in 1..={MAX_THREADS}, got {}", self.threads),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.min_score) {
+            return Err(KeyError::new(
+                "min_score",
+                format!("must be in [0, 1), got {}", self.min_score),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.nms_iou) {
+            return Err(KeyError::new(
+                "nms_iou",
+                format!("must be in [0, 1], got {}", self.nms_iou),
+            ));
+        }
+        if self.max_detections == 0 {
+            return Err(KeyError::new("max_detections", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The detector's options for these settings.
+    pub fn options(&self) -> DetectorOptions {
+        DetectorOptions {
+            precision: self.precision,
+            model_file: None,
+            threads: self.threads,
+            postprocess: PostprocessOptions {
+                min_score: self.min_score,
+                nms_iou: self.nms_iou,
+                max_detections: self.max_detections,
+            },
+        }
+    }
+}

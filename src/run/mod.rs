@@ -1,0 +1,382 @@
+//! The job: frames from a [`FrameSource`] through a [`FrameHandler`] until the input ends, a
+//! stop is asked for, or the source fails.
+//!
+//! Written once, used by every command: `run` hands it a [`pipeline::Pipeline`] over the spool,
+//! the evaluation the same pipeline over [`crate::store::Discard`], `detect` a
+//! [`detections::DetectionWriter`] and `bench` a [`bench::StageTimer`]. The loop owns what they
+//! share: skipping (and counting) frames that fail to decode, stopping at a fatal source error or
+//! a shutdown signal, stamping frames with time, and the [`Summary`] with typed reason counts.
+
+pub mod bench;
+pub mod detections;
+pub mod job;
+pub mod pipeline;
+pub mod shutdown;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::source::{Frame, FrameSource, SourceError};
+use crate::store::record::Reason;
+use shutdown::Shutdown;
+
+/// What the loop knows about a frame besides its pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// Capture time, ms since the Unix epoch: the job's start time plus the frame's stream time.
+    pub timestamp_ms: u64,
+    /// Time the source took to read and decode the frame.
+    pub read_time: Duration,
+}
+
+/// One stage of work per decoded frame (the pipeline, a detection printer, a timer).
+pub trait FrameHandler {
+    type Error: std::error::Error + 'static;
+
+    /// Handles one decoded frame; kept frames are counted in `tally`. An error stops the job.
+    fn handle(
+        &mut self,
+        frame: &Frame,
+        info: &FrameInfo,
+        tally: &mut Tally,
+    ) -> Result<(), Self::Error>;
+
+    /// False once the handler wants no more frames (a benchmark that has timed enough).
+    fn wants_more(&self) -> bool {
+        true
+    }
+}
+
+/// Kept frames by reason. A frame kept for several reasons counts under each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReasonCounts {
+    pub value: u64,
+    pub explore: u64,
+    pub trigger: u64,
+    pub rare_class: u64,
+}
+
+impl ReasonCounts {
+    pub fn add(&mut self, reason: &Reason) {
+        match reason {
+            Reason::Value => self.value += 1,
+            Reason::Explore => self.explore += 1,
+            Reason::ClassTrigger(_) => self.trigger += 1,
+            Reason::RareClass(_) => self.rare_class += 1,
+        }
+    }
+}
+
+/// What handlers report while the job runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub kept: u64,
+    pub reasons: ReasonCounts,
+}
+
+impl Tally {
+    /// Counts one kept frame and its reasons.
+    pub fn kept(&mut self, reasons: &[Reason]) {
+        self.kept += 1;
+        for r in reasons {
+            self.reasons.add(r);
+        }
+    }
+}
+
+/// Why the job ended.
+#[derive(Debug)]
+pub enum Stop {
+    /// The source has no more frames.
+    EndOfInput,
+    /// A shutdown signal arrived (its name); the frame in hand was finished.
+    Shutdown(&'static str),
+    /// The handler wanted no more frames.
+    Enough,
+    /// The source failed for good (a broken stream).
+    SourceFailed(SourceError),
+}
+
+/// The figures of a job.
+#[derive(Debug)]
+pub struct Summary {
+    /// Frames handled.
+    pub frames: u64,
+    /// Frames skipped because they could not be read or decoded.
+    pub failed: u64,
+    pub tally: Tally,
+    pub elapsed: Duration,
+    pub stop: Stop,
+}
+
+impl Summary {
+    /// Handled frames per second of wall time.
+    pub fn fps(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Kept frames over handled frames.
+    pub fn kept_ratio(&self) -> f64 {
+        if self.frames > 0 {
+            self.tally.kept as f64 / self.frames as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether the input was usable: an error when the source failed for good, or when every
+    /// frame failed to decode.
+    pub fn input_result(&self) -> Result<(), InputError<'_>> {
+        if let Stop::SourceFailed(e) = &self.stop {
+            return Err(InputError::Stopped {
+                after: self.frames,
+                source: e,
+            });
+        }
+        if self.frames == 0 && self.failed > 0 {
+            return Err(InputError::NothingDecoded {
+                failed: self.failed,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The input, as a whole, failed (see [`Summary::input_result`]).
+#[derive(Debug)]
+pub enum InputError<'a> {
+    Stopped { after: u64, source: &'a SourceError },
+    NothingDecoded { failed: u64 },
+}
+
+impl fmt::Display for InputError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputError::Stopped { after, source } => write!(
+                f,
+                "input stopped after {after} frames: {source} (what was kept is safe)"
+            ),
+            InputError::NothingDecoded { failed } => {
+                write!(f, "none of the {failed} frames could be decoded")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InputError<'_> {}
+
+/// A handler failed on a frame; the job stopped there.
+#[derive(Debug)]
+pub struct JobError<E> {
+    /// The frame's name.
+    pub frame: String,
+    pub error: E,
+    /// Frames handled before it.
+    pub after: u64,
+}
+
+impl<E: std::error::Error> fmt::Display for JobError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "frame {}: {} (after {} frames)",
+            self.frame, self.error, self.after
+        )
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for JobError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+/// How the job stamps and bounds frames.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobOptions<'a> {
+    /// Added to each frame's stream time ([`Frame::time_ms`]) for its timestamp.
+    pub start_ms: u64,
+    /// Checked before each frame: a stop that arrives mid-frame lets the frame finish.
+    pub shutdown: Option<&'a Shutdown>,
+}
+
+/// Runs frames of `source` through `handler` until the input ends, a shutdown is asked for, the
+/// handler has enough, or the source fails. Frames that fail to decode are logged, counted and
+/// skipped; a handler error stops the job and is returned.
+pub fn run_job<H: FrameHandler>(
+    source: &mut dyn FrameSource,
+    handler: &mut H,
+    options: &JobOptions<'_>,
+) -> Result<Summary, JobError<H::Error>> {
+    let started = Instant::now();
+    let mut frame = Frame::new();
+    let mut tally = Tally::default();
+    let (mut frames, mut failed) = (0u64, 0u64);
+    let stop = loop {
+        if let Some(why) = options.shutdown.and_then(Shutdown::reason) {
+            log::info!("{why}: stopping after the frame in hand");
+            break Stop::Shutdown(why);
+        }
+        if !handler.wants_more() {
+            break Stop::Enough;
+        }
+        let t0 = Instant::now();
+        let Some(next) = source.next_frame(&mut frame) else {
+            break Stop::EndOfInput;
+        };
+        if let Err(e) = next {
+            if e.is_fatal() {
+                break Stop::SourceFailed(e);
+            }
+            log::warn!("skipping frame: {e}");
+            failed += 1;
+            continue;
+        }
+        let info = FrameInfo {
+            timestamp_ms: options.start_ms.saturating_add(frame.time_ms),
+            read_time: t0.elapsed(),
+        };
+        handler
+            .handle(&frame, &info, &mut tally)
+            .map_err(|error| JobError {
+                frame: frame.name.clone(),
+                error,
+                after: frames,
+            })?;
+        frames += 1;
+    };
+    Ok(Summary {
+        frames,
+        failed,
+        tally,
+        elapsed: started.elapsed(),
+        stop,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames from a list of results: Ok(()) decodes a 2x2 frame, Err(fatal) ends the stream.
+    struct Scripted {
+        steps: Vec<Option<bool>>,
+        pos: usize,
+    }
+
+    impl FrameSource for Scripted {
+        fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>> {
+            let step = self.steps.get(self.pos)?;
+            self.pos += 1;
+            frame.index = self.pos as u64 - 1;
+            frame.time_ms = frame.index * 100;
+            frame.name = format!("f{}", frame.index);
+            Some(match step {
+                None => Ok(()),
+                Some(fatal) => Err(if *fatal {
+                    SourceError::Header {
+                        source_name: "s".into(),
+                        message: "broken".into(),
+                    }
+                } else {
+                    SourceError::ImageDecode {
+                        path: "x".into(),
+                        index: frame.index,
+                        message: "bad".into(),
+                    }
+                }),
+            })
+        }
+
+        fn describe(&self) -> String {
+            "scripted".into()
+        }
+    }
+
+    #[derive(Default)]
+    struct KeepEven {
+        seen: Vec<u64>,
+        limit: Option<usize>,
+    }
+
+    #[derive(Debug)]
+    struct Never;
+    impl fmt::Display for Never {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("never")
+        }
+    }
+    impl std::error::Error for Never {}
+
+    impl FrameHandler for KeepEven {
+        type Error = Never;
+        fn handle(
+            &mut self,
+            frame: &Frame,
+            info: &FrameInfo,
+            tally: &mut Tally,
+        ) -> Result<(), Never> {
+            self.seen.push(info.timestamp_ms);
+            if frame.index % 2 == 0 {
+                tally.kept(&[Reason::Value, Reason::Explore]);
+            }
+            Ok(())
+        }
+        fn wants_more(&self) -> bool {
+            self.limit.is_none_or(|l| self.seen.len() < l)
+        }
+    }
+
+    #[test]
+    fn skips_bad_frames_counts_reasons_and_stamps_time() {
+        let mut src = Scripted {
+            steps: vec![None, Some(false), None, None, Some(true), None],
+            pos: 0,
+        };
+        let mut h = KeepEven::default();
+        let s = run_job(
+            &mut src,
+            &mut h,
+            &JobOptions {
+                start_ms: 1000,
+                shutdown: None,
+            },
+        )
+        .unwrap();
+        assert_eq!((s.frames, s.failed), (3, 1));
+        assert_eq!(h.seen, vec![1000, 1200, 1300]);
+        assert_eq!(s.tally.kept, 2);
+        assert_eq!(s.tally.reasons.value, 2);
+        assert_eq!(s.tally.reasons.explore, 2);
+        assert!(matches!(s.stop, Stop::SourceFailed(_)));
+        assert!(s.input_result().is_err());
+    }
+
+    #[test]
+    fn all_frames_bad_is_an_input_error_and_enough_stops() {
+        let mut src = Scripted {
+            steps: vec![Some(false), Some(false)],
+            pos: 0,
+        };
+        let s = run_job(&mut src, &mut KeepEven::default(), &JobOptions::default()).unwrap();
+        assert!(matches!(s.stop, Stop::EndOfInput));
+        assert!(s
+            .input_result()
+            .unwrap_err()
+            .to_string()
+            .contains("none of the 2 frames"));
+
+        let mut src = Scripted {
+            steps: vec![None; 10],
+            pos: 0,
+        };
+        let mut h = KeepEven {
+            limit: Some(4),
+            ..KeepEven::default()
+        };
+        let s = run_job(&mut src, &mut h, &JobOptions::default()).unwrap();
+        assert_eq!(s.frames, 4);
+        assert!(matches!(s.stop, Stop::Enough));
+        assert!(s.input_result().is_ok());
+    }
+}

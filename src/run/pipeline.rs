@@ -1,0 +1,301 @@
+//! One frame through every stage: detect → select → store. A [`Pipeline`] owns the detector,
+//! the selector and the sink with their reusable buffers; the job loop ([`super::run_job`])
+//! feeds it frames.
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{FrameHandler, FrameInfo, Tally};
+use crate::config::Config;
+use crate::detect::manifest::{Manifest, ManifestError};
+use crate::detect::model::{Detector, DetectorError};
+use crate::detect::postprocess::Detections;
+use crate::select::policy::Decision;
+use crate::select::uncertainty::FrameUncertainty;
+use crate::select::{SelectError, Selector};
+use crate::source::Frame;
+use crate::store::record::{KeptRecord, StoredDetection};
+use crate::store::{PutOutcome, Sink, StoreError};
+
+/// Why a pipeline could not be built or could not process a frame.
+#[derive(Debug)]
+pub enum PipelineError {
+    Manifest(ManifestError),
+    Detector(DetectorError),
+    Select(SelectError),
+    Store(StoreError),
+}
+
+impl fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PipelineError::Manifest(e) => e.fmt(f),
+            PipelineError::Detector(e) => e.fmt(f),
+            PipelineError::Select(e) => e.fmt(f),
+            PipelineError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Transparent: each variant displays its inner error, so the chain goes on below it.
+        match self {
+            PipelineError::Manifest(e) => e.source(),
+            PipelineError::Detector(e) => e.source(),
+            PipelineError::Select(e) => e.source(),
+            PipelineError::Store(e) => e.source(),
+        }
+    }
+}
+
+/// What happened to one frame.
+#[derive(Debug, Clone)]
+pub struct FrameOutcome {
+    pub uncertainty: FrameUncertainty,
+    pub decision: Decision,
+    /// Whether the frame is now in the sink (a kept decision can still be refused by the sink).
+    pub stored: bool,
+    pub detections: usize,
+    /// Time spent in the detector (preprocess, inference, decode) and in everything after it
+    /// (scores, embedding, sketch, policy; the sink's write excluded), for the cost figures.
+    pub detect_time: Duration,
+    pub select_time: Duration,
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunStats {
+    pub frames: u64,
+    pub kept: u64,
+    pub sink_rejected: u64,
+    pub sink_evicted: u64,
+}
+
+/// Loads the manifest the config names, else `default`.
+pub fn load_manifest(config: &Config, default: &Path) -> Result<Manifest, PipelineError> {
+    let path = config.detector.model.as_deref().unwrap_or(default);
+    Manifest::load(path).map_err(PipelineError::Manifest)
+}
+
+/// Detect → select → store, for one stream of frames.
+pub struct Pipeline<S: Sink> {
+    detector: Detector,
+    selector: Selector,
+    sink: S,
+    detections: Detections,
+    model_label: String,
+    source_label: String,
+    stats: RunStats,
+    last: Option<FrameOutcome>,
+}
+
+impl<S: Sink> Pipeline<S> {
+    pub fn new(config: &Config, manifest: Manifest, sink: S) -> Result<Pipeline<S>, PipelineError> {
+        let selector = Selector::new(
+            &config.uncertainty,
+            &config.embedding,
+            &config.policy,
+            config.detector.max_detections,
+            &manifest,
+        )
+        .map_err(PipelineError::Select)?;
+        let options = config.detector.options();
+        let detector = Detector::load(manifest, &options).map_err(PipelineError::Detector)?;
+        let model_label = format!(
+            "{} ({})",
+            detector.model_path().display(),
+            options.precision
+        );
+        Ok(Pipeline {
+            detector,
+            selector,
+            sink,
+            detections: Detections::new(),
+            model_label,
+            source_label: String::new(),
+            stats: RunStats::default(),
+            last: None,
+        })
+    }
+
+    /// The source's description, recorded with every kept frame.
+    pub fn set_source_label(&mut self, label: &str) {
+        self.source_label.clear();
+        self.source_label.push_str(label);
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    pub fn selector(&self) -> &Selector {
+        &self.selector
+    }
+
+    pub fn selector_mut(&mut self) -> &mut Selector {
+        &mut self.selector
+    }
+
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    pub fn stats(&self) -> RunStats {
+        self.stats
+    }
+
+    /// The last frame's detections.
+    pub fn detections(&self) -> &Detections {
+        &self.detections
+    }
+
+    /// What happened to the last frame handled through [`FrameHandler::handle`].
+    pub fn last_outcome(&self) -> Option<&FrameOutcome> {
+        self.last.as_ref()
+    }
+
+    /// Runs every stage on one frame, stamped `timestamp_ms`.
+    pub fn process(
+        &mut self,
+        frame: &Frame,
+        timestamp_ms: u64,
+    ) -> Result<FrameOutcome, PipelineError> {
+        let t0 = Instant::now();
+        self.detector
+            .detect(&frame.rgb, frame.width, frame.height, &mut self.detections)
+            .map_err(PipelineError::Detector)?;
+        let t1 = Instant::now();
+        let features = self.detector.embedding().unwrap_or(&[]);
+        let selection = self
+            .selector
+            .select(&self.detections, features, timestamp_ms)
+            .map_err(PipelineError::Select)?;
+        self.stats.frames += 1;
+        let t2 = Instant::now();
+
+        let decision = selection.decision;
+        let mut stored = false;
+        if decision.keep {
+            let record = make_record(
+                frame,
+                timestamp_ms,
+                &self.source_label,
+                &self.model_label,
+                &self.detections,
+                &self.detector.manifest().classes,
+                &decision,
+                self.selector.embedding(),
+            );
+            match self
+                .sink
+                .put(&record, frame)
+                .map_err(PipelineError::Store)?
+            {
+                PutOutcome::Stored { bytes, evicted, .. } => {
+                    self.stats.sink_evicted += evicted as u64;
+                    self.selector.commit_kept(bytes);
+                    self.stats.kept += 1;
+                    stored = true;
+                }
+                PutOutcome::Rejected { reason } => {
+                    self.stats.sink_rejected += 1;
+                    // Logged at 1, 2, 4, 8, … refusals: visible, but not a flood.
+                    if self.stats.sink_rejected.is_power_of_two() {
+                        log::warn!(
+                            "store refused frame {} ({reason:?}); {} refused so far",
+                            frame.name,
+                            self.stats.sink_rejected
+                        );
+                    }
+                }
+            }
+        }
+        Ok(FrameOutcome {
+            uncertainty: selection.uncertainty,
+            decision,
+            stored,
+            detections: self.detections.len(),
+            detect_time: t1 - t0,
+            select_time: t2 - t1,
+        })
+    }
+}
+
+impl<S: Sink> FrameHandler for Pipeline<S> {
+    type Error = PipelineError;
+
+    fn handle(
+        &mut self,
+        frame: &Frame,
+        info: &FrameInfo,
+        tally: &mut Tally,
+    ) -> Result<(), PipelineError> {
+        let outcome = self.process(frame, info.timestamp_ms)?;
+        let s = &outcome.decision.scores;
+        log::trace!(
+            "frame {} u {:.3} n {:.3} value {:.3} threshold {:.3} keep {}",
+            frame.name,
+            s.uncertainty,
+            s.novelty,
+            s.value,
+            s.threshold,
+            outcome.stored
+        );
+        if outcome.stored {
+            tally.kept(&outcome.decision.reasons);
+            log::debug!(
+                "kept {} value {:.3} (u {:.3}, n {:.3}) {:?}",
+                frame.name,
+                s.value,
+                s.uncertainty,
+                s.novelty,
+                outcome.decision.reasons
+            );
+        }
+        self.last = Some(outcome);
+        Ok(())
+    }
+}
+
+/// Builds the record of a kept frame: its detections as pre-annotations, its scores, its
+/// embedding and the reasons it was kept. Allocates, but only for kept frames.
+#[allow(clippy::too_many_arguments)]
+fn make_record(
+    frame: &Frame,
+    timestamp_ms: u64,
+    source: &str,
+    model: &str,
+    detections: &Detections,
+    classes: &[String],
+    decision: &Decision,
+    embedding: &[f32],
+) -> KeptRecord {
+    KeptRecord {
+        frame_index: frame.index,
+        frame_name: frame.name.clone(),
+        source: source.to_string(),
+        timestamp_ms,
+        width: frame.width,
+        height: frame.height,
+        model: model.to_string(),
+        detections: detections
+            .iter()
+            .map(|(d, probs)| StoredDetection {
+                class_id: d.class_id,
+                class_name: classes
+                    .get(d.class_id as usize)
+                    .cloned()
+                    .unwrap_or_default(),
+                score: d.score,
+                objectness: d.objectness,
+                bbox: d.bbox,
+                class_probs: probs.to_vec(),
+            })
+            .collect(),
+        scores: decision.scores,
+        embedding: embedding.to_vec(),
+        reasons: decision.reasons.iter().copied().collect(),
+    }
+}

@@ -1,0 +1,66 @@
+//! Store stage: where kept frames go.
+//!
+//! [`record`] is what is stored of a kept frame (its detections as pre-annotations, scores,
+//! embedding, reasons); [`spool`] is the crash-safe on-disk queue that holds kept frames until
+//! they are uploaded. Every destination implements [`Sink`], so the job loop does not know which
+//! one it feeds; [`Discard`] stores nothing, for the evaluation and benchmarks.
+
+pub mod record;
+pub mod spool;
+
+use std::fmt;
+
+use crate::source::Frame;
+use record::KeptRecord;
+pub use spool::{PutOutcome, RejectReason};
+
+/// A destination for kept frames.
+pub trait Sink {
+    /// Stores `frame` (RGB8) with its `record`. `Ok(Rejected)` when the sink declines it (a
+    /// budget, a bound); `Err` when it failed, in which case nothing of the frame is stored.
+    fn put(&mut self, record: &KeptRecord, frame: &Frame) -> Result<PutOutcome, StoreError>;
+}
+
+/// Keeps nothing and stores every frame in 0 bytes: the evaluation and benchmarks measure the
+/// selection, not the disk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Discard;
+
+impl Sink for Discard {
+    fn put(&mut self, _record: &KeptRecord, _frame: &Frame) -> Result<PutOutcome, StoreError> {
+        Ok(PutOutcome::Stored {
+            id: 0,
+            bytes: 0,
+            evicted: 0,
+        })
+    }
+}
+
+impl Sink for spool::Spool {
+    fn put(&mut self, record: &KeptRecord, frame: &Frame) -> Result<PutOutcome, StoreError> {
+        spool::Spool::put(self, record, &frame.rgb, frame.width, frame.height)
+            .map_err(StoreError::Spool)
+    }
+}
+
+/// Why a sink failed.
+#[derive(Debug)]
+pub enum StoreError {
+    Spool(spool::SpoolError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Spool(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Spool(e) => e.source(),
+        }
+    }
+}
