@@ -383,7 +383,7 @@ mod tests {
         let e = Config::parse("[detector]\nprecision = \"int4\"\n").unwrap_err();
         assert!(e.to_string().contains("expected int8 or fp32"), "{e}");
         assert!(matches!(
-            Config::parse("[detector\n"),
+            Config::parse("= 1\n"),
             Err(ConfigError::Parse { .. })
         ));
     }

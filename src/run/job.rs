@@ -24,7 +24,7 @@ pub enum RunError {
     Pipeline(PipelineError),
     Sketch(SketchFileError),
     /// A frame failed in a way that stops the job (the spool could not write, say).
-    Frame(JobError<PipelineError>),
+    Frame(Box<JobError<PipelineError>>),
 }
 
 impl fmt::Display for RunError {
@@ -124,7 +124,7 @@ pub fn run_selection(
     let result = run_job(source.as_mut(), &mut pipeline, &options);
     // Whatever happened to the input, what was kept stays kept: save the sketch, then report.
     save_sketch(&sketch_path, pipeline.selector().sketch()).map_err(RunError::Sketch)?;
-    let summary = result.map_err(RunError::Frame)?;
+    let summary = result.map_err(|e| RunError::Frame(Box::new(e)))?;
     Ok(RunReport {
         summary,
         stats: pipeline.stats(),

@@ -4,21 +4,51 @@
 //! embedding, reasons); [`spool`] is the crash-safe on-disk queue that holds kept frames until
 //! they are uploaded. Every destination implements [`Sink`], so the job loop does not know which
 //! one it feeds; [`Discard`] stores nothing, for the evaluation and benchmarks.
+//!
+//! The spool's parts are private modules of this one: `format` (the record file format and entry
+//! file names), `index` (the in-memory index and the eviction policy), `fsio` (atomic writes,
+//! directory fsync, free space) and `jpeg` (encoding with downscaling).
 
+mod format;
+mod fsio;
+mod index;
+mod jpeg;
 pub mod record;
 pub mod spool;
 
 use std::fmt;
 
+use serde::Serialize;
+
 use crate::source::Frame;
+pub use index::RejectReason;
 use record::KeptRecord;
-pub use spool::{PutOutcome, RejectReason};
 
 /// A destination for kept frames.
 pub trait Sink {
     /// Stores `frame` (RGB8) with its `record`. `Ok(Rejected)` when the sink declines it (a
     /// budget, a bound); `Err` when it failed, in which case nothing of the frame is stored.
     fn put(&mut self, record: &KeptRecord, frame: &Frame) -> Result<PutOutcome, StoreError>;
+}
+
+/// What a put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PutOutcome {
+    /// Stored as entry `id` taking `bytes` on disk (JPEG + record), after evicting `evicted`
+    /// lower-valued entries.
+    Stored { id: u64, bytes: u64, evicted: usize },
+    /// Not stored; the spool is unchanged.
+    Rejected { reason: RejectReason },
+}
+
+impl PutOutcome {
+    /// The id of the stored entry, if stored.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            PutOutcome::Stored { id, .. } => Some(*id),
+            PutOutcome::Rejected { .. } => None,
+        }
+    }
 }
 
 /// Keeps nothing and stores every frame in 0 bytes: the evaluation and benchmarks measure the

@@ -6,18 +6,10 @@
 //! * `<id:012>.jpg`: the frame as a baseline JPEG (quality [`SpoolConfig::jpeg_quality`], longest
 //!   side at most [`SpoolConfig::max_side`]; larger frames are downscaled keeping the aspect ratio,
 //!   so the record's boxes, which are in frame pixels, scale by `jpeg width / record.width`).
-//! * `<id:012>.rec`: the [`KeptRecord`] in this layout (integers little-endian):
-//!
-//! | offset | size | field                                                     |
-//! |--------|------|-----------------------------------------------------------|
-//! | 0      | 4    | magic `ESRC`                                              |
-//! | 4      | 2    | format version ([`RECORD_FORMAT_VERSION`])                |
-//! | 6      | 2    | reserved, 0                                               |
-//! | 8      | 4    | payload length `n`                                        |
-//! | 12     | 8    | length of the entry's JPEG                                |
-//! | 20     | 4    | CRC-32 (IEEE) of the entry's JPEG                         |
-//! | 24     | n    | postcard encoding of the [`KeptRecord`]                   |
-//! | 24 + n | 4    | CRC-32 (IEEE) of bytes `0 .. 24 + n`                      |
+//! * `<id:012>.rec`: the [`KeptRecord`], postcard-encoded between a 24-byte header (magic `ESRC`,
+//!   format version [`RECORD_FORMAT_VERSION`], payload length, the length and CRC-32 of the
+//!   entry's JPEG) and a CRC-32 trailer of everything before it. The byte layout is documented
+//!   next to its code, in `src/store/format.rs`.
 //!
 //! Both files are written atomically: to `.tmp-<name>` in the spool directory, fsync, rename into
 //! place, fsync the directory. The JPEG goes first; the record's presence marks the entry complete.
@@ -43,31 +35,34 @@
 //! behind.
 //!
 //! One process owns a spool directory at a time (there is no lock file).
+//!
+//! This file is the spool itself (open and recovery, put, ack, read); its parts are siblings:
+//! `format.rs` (record file format, entry names), `index.rs` (the in-memory index and the eviction
+//! policy), `fsio.rs` (atomic writes, directory fsync, free space) and `jpeg.rs` (encoding).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use image::codecs::jpeg::JpegEncoder;
-use image::imageops::{self, FilterType};
-use image::{ExtendedColorType, ImageBuffer, Rgb};
 use serde::{Deserialize, Serialize};
 
+use super::format::{
+    crc32, decode_record, encode_record, entry_file_name, parse_entry_name, DecodedRecord, JPG_EXT,
+    REC_EXT,
+};
+use super::fsio::{self, available_bytes, io_error, remove_if_exists, TMP_PREFIX};
+use super::index::{value_key, Entry, Index};
+use super::jpeg;
 use crate::config::KeyError;
 use crate::store::record::KeptRecord;
 
-/// Version written in every record header; records of another version are treated as corrupt.
-pub const RECORD_FORMAT_VERSION: u16 = 1;
+pub use super::format::RECORD_FORMAT_VERSION;
+pub use super::index::RejectReason;
+pub use super::PutOutcome;
 
-const MAGIC: [u8; 4] = *b"ESRC";
-const HEADER_LEN: usize = 24;
-const TRAILER_LEN: usize = 4;
-const TMP_PREFIX: &str = ".tmp-";
 const NEXT_ID_FILE: &str = "next-id";
-const JPG_EXT: &str = "jpg";
-const REC_EXT: &str = "rec";
 const FIRST_ID: u64 = 1;
 
 /// Spool settings.
@@ -180,55 +175,6 @@ impl std::error::Error for SpoolError {
     }
 }
 
-const ENOSPC: i32 = 28;
-
-fn io_error(dir: &Path, path: &Path, source: io::Error) -> SpoolError {
-    if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(ENOSPC) {
-        SpoolError::DiskFull {
-            dir: dir.to_path_buf(),
-            path: path.to_path_buf(),
-            source,
-        }
-    } else {
-        SpoolError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
-
-/// Why a put stored nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum RejectReason {
-    /// Making room would evict entries valued as high as the new frame or higher.
-    LowerValue,
-    /// The entry alone is larger than `max_bytes`.
-    TooLarge,
-    /// The filesystem has too little space left above `min_free_bytes`, even after evicting
-    /// every lower-valued entry.
-    DiskSpace,
-}
-
-/// What a put did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum PutOutcome {
-    /// Stored as entry `id` taking `bytes` on disk (JPEG + record), after evicting `evicted`
-    /// lower-valued entries.
-    Stored { id: u64, bytes: u64, evicted: usize },
-    /// Not stored; the spool is unchanged.
-    Rejected { reason: RejectReason },
-}
-
-impl PutOutcome {
-    /// The id of the stored entry, if stored.
-    pub fn id(&self) -> Option<u64> {
-        match self {
-            PutOutcome::Stored { id, .. } => Some(*id),
-            PutOutcome::Rejected { .. } => None,
-        }
-    }
-}
-
 /// What opening the spool found and cleaned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct RecoveryReport {
@@ -260,20 +206,12 @@ pub struct SpoolStats {
     pub rejected: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    key: u32,
-    bytes: u64,
-}
-
 /// The on-disk spool of kept frames.
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
     config: SpoolConfig,
-    index: BTreeMap<u64, Entry>,
-    by_value: BTreeSet<(u32, u64)>,
-    bytes: u64,
+    index: Index,
     next_id: u64,
     persisted_next_id: u64,
     evicted: u64,
@@ -330,9 +268,7 @@ impl Spool {
         let mut spool = Spool {
             dir,
             config,
-            index: BTreeMap::new(),
-            by_value: BTreeSet::new(),
-            bytes: 0,
+            index: Index::default(),
             next_id: FIRST_ID,
             persisted_next_id: 0,
             evicted: 0,
@@ -360,7 +296,7 @@ impl Spool {
         }
         for &id in &records {
             match spool.check_entry(id)? {
-                Ok(entry) => spool.insert(id, entry),
+                Ok(entry) => spool.index.insert(id, entry),
                 Err(reason) => {
                     let rec = spool.entry_path(id, REC_EXT);
                     log::warn!(
@@ -382,7 +318,7 @@ impl Spool {
             "spool {}: {} entries, {} bytes; recovery removed {} partial and {} corrupt",
             spool.dir.display(),
             report.kept,
-            spool.bytes,
+            spool.index.bytes(),
             report.discarded_partial,
             report.discarded_corrupt
         );
@@ -402,7 +338,7 @@ impl Spool {
         }
         let mut records = Vec::with_capacity(ids.len());
         for id in ids {
-            let rec = dir.join(format!("{id:012}.{REC_EXT}"));
+            let rec = dir.join(entry_file_name(id, REC_EXT));
             let bytes = match fs::read(&rec) {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -415,7 +351,7 @@ impl Spool {
                     continue;
                 }
             };
-            let jpg = dir.join(format!("{id:012}.{JPG_EXT}"));
+            let jpg = dir.join(entry_file_name(id, JPG_EXT));
             match fs::metadata(&jpg) {
                 Ok(m) if m.len() == decoded.jpeg_len => records.push((id, decoded.record)),
                 Ok(m) => log::warn!(
@@ -449,7 +385,7 @@ impl Spool {
     pub fn stats(&self) -> SpoolStats {
         SpoolStats {
             entries: self.index.len(),
-            bytes: self.bytes,
+            bytes: self.index.bytes(),
             evicted: self.evicted,
             rejected: self.rejected,
         }
@@ -465,11 +401,19 @@ impl Spool {
         width: u32,
         height: u32,
     ) -> Result<PutOutcome, SpoolError> {
-        self.encode_jpeg(rgb, width, height)?;
+        let (max_side, quality) = (self.config.max_side, self.config.jpeg_quality);
+        jpeg::encode(&mut self.jpeg_buf, rgb, width, height, max_side, quality)?;
         encode_record(&mut self.rec_buf, record, &self.jpeg_buf)?;
         let new_bytes = (self.jpeg_buf.len() + self.rec_buf.len()) as u64;
         let key = value_key(record.scores.value);
-        let victims = match self.plan_eviction(key, new_bytes) {
+        let plan = self.index.plan_eviction(
+            key,
+            new_bytes,
+            self.config.max_bytes,
+            self.config.min_free_bytes,
+            || (self.free_space)(&self.dir),
+        );
+        let victims = match plan {
             Ok(victims) => victims,
             Err(reason) => {
                 self.rejected += 1;
@@ -479,7 +423,7 @@ impl Spool {
         let id = self.next_id;
         self.next_id += 1;
         self.write_entry(id)?;
-        self.insert(
+        self.index.insert(
             id,
             Entry {
                 key,
@@ -496,22 +440,22 @@ impl Spool {
 
     /// Removes an uploaded entry. Returns false if it was not (or no longer) in the spool.
     pub fn ack(&mut self, id: u64) -> Result<bool, SpoolError> {
-        if !self.index.contains_key(&id) {
+        if !self.index.contains(id) {
             return Ok(false);
         }
         // Removing the newest entry would let a restart hand its id out again: persist first.
-        if self.index.keys().next_back() == Some(&id) && self.persisted_next_id < self.next_id {
+        if self.index.newest() == Some(id) && self.persisted_next_id < self.next_id {
             self.write_next_id_file(self.next_id)?;
         }
         self.remove_files(id)?;
-        self.forget(id);
+        self.index.forget(id);
         self.sync_dir()?;
         Ok(true)
     }
 
     /// Ids of the stored entries, oldest first.
     pub fn pending(&self) -> impl Iterator<Item = u64> + '_ {
-        self.index.keys().copied()
+        self.index.ids()
     }
 
     /// Reads an entry: its record and its JPEG (checked against the record's length and CRC).
@@ -536,12 +480,12 @@ impl Spool {
     /// Every stored record, oldest first.
     pub fn iter_records(&self) -> impl Iterator<Item = Result<(u64, KeptRecord), SpoolError>> + '_ {
         self.index
-            .keys()
-            .map(move |&id| self.read_record_file(id).map(|d| (id, d.record)))
+            .ids()
+            .map(move |id| self.read_record_file(id).map(|d| (id, d.record)))
     }
 
     fn entry_path(&self, id: u64, ext: &str) -> PathBuf {
-        self.dir.join(format!("{id:012}.{ext}"))
+        self.dir.join(entry_file_name(id, ext))
     }
 
     fn io_error(&self, path: &Path, e: io::Error) -> SpoolError {
@@ -549,7 +493,7 @@ impl Spool {
     }
 
     fn read_record_file(&self, id: u64) -> Result<DecodedRecord, SpoolError> {
-        if !self.index.contains_key(&id) {
+        if !self.index.contains(id) {
             return Err(SpoolError::NotFound { id });
         }
         let path = self.entry_path(id, REC_EXT);
@@ -585,67 +529,12 @@ impl Spool {
         }))
     }
 
-    fn insert(&mut self, id: u64, entry: Entry) {
-        self.bytes += entry.bytes;
-        self.by_value.insert((entry.key, id));
-        self.index.insert(id, entry);
-    }
-
-    fn forget(&mut self, id: u64) {
-        if let Some(entry) = self.index.remove(&id) {
-            self.bytes -= entry.bytes;
-            self.by_value.remove(&(entry.key, id));
-        }
-    }
-
-    /// The entries to evict so that `new_bytes` more fit, lowest value (then oldest) first.
-    fn plan_eviction(&self, new_key: u32, new_bytes: u64) -> Result<Vec<u64>, RejectReason> {
-        let mut max = self.config.max_bytes;
-        if new_bytes > max {
-            return Err(RejectReason::TooLarge);
-        }
-        // The disk bound: what the spool holds plus what it may still take from the filesystem.
-        let mut disk_bound = false;
-        if self.config.min_free_bytes > 0 {
-            if let Some(available) = (self.free_space)(&self.dir) {
-                let bound = self
-                    .bytes
-                    .saturating_add(available.saturating_sub(self.config.min_free_bytes));
-                if bound < max {
-                    max = bound;
-                    disk_bound = true;
-                }
-            }
-        }
-        let refuse = if disk_bound {
-            RejectReason::DiskSpace
-        } else {
-            RejectReason::LowerValue
-        };
-        if new_bytes > max {
-            return Err(RejectReason::DiskSpace);
-        }
-        let mut excess = (self.bytes + new_bytes).saturating_sub(max);
-        let mut victims = Vec::new();
-        for &(key, id) in &self.by_value {
-            if excess == 0 {
-                break;
-            }
-            if key >= new_key {
-                return Err(refuse);
-            }
-            victims.push(id);
-            excess = excess.saturating_sub(self.index[&id].bytes);
-        }
-        Ok(victims)
-    }
-
     fn evict(&mut self, victims: &[u64]) -> usize {
         let mut evicted = 0;
         for &id in victims {
             match self.remove_files(id) {
                 Ok(()) => {
-                    self.forget(id);
+                    self.index.forget(id);
                     self.evicted += 1;
                     evicted += 1;
                 }
@@ -679,10 +568,10 @@ impl Spool {
     fn write_entry(&self, id: u64) -> Result<(), SpoolError> {
         let jpg = self.entry_path(id, JPG_EXT);
         let rec = self.entry_path(id, REC_EXT);
-        self.write_atomic(&jpg, &self.jpeg_buf)?;
+        fsio::write_atomic(&self.dir, &jpg, &self.jpeg_buf)?;
         let result = self
             .sync_dir()
-            .and_then(|()| self.write_atomic(&rec, &self.rec_buf))
+            .and_then(|()| fsio::write_atomic(&self.dir, &rec, &self.rec_buf))
             .and_then(|()| self.sync_dir());
         if let Err(e) = result {
             let _ = remove_if_exists(&rec);
@@ -693,37 +582,8 @@ impl Spool {
         Ok(())
     }
 
-    /// Writes `bytes` to a temporary file, fsyncs it and renames it to `path` (no dir fsync).
-    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = self.dir.join(format!("{TMP_PREFIX}{name}"));
-        let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io_error(&tmp, e));
-        }
-        if let Err(e) = fs::rename(&tmp, path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io_error(path, e));
-        }
-        Ok(())
-    }
-
     fn sync_dir(&self) -> Result<(), SpoolError> {
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.io_error(&self.dir, e))
+        fsio::sync_dir(&self.dir)
     }
 
     fn read_next_id_file(&self) -> u64 {
@@ -746,224 +606,18 @@ impl Spool {
 
     fn write_next_id_file(&mut self, next: u64) -> Result<(), SpoolError> {
         let path = self.dir.join(NEXT_ID_FILE);
-        self.write_atomic(&path, format!("{next}\n").as_bytes())?;
+        fsio::write_atomic(&self.dir, &path, format!("{next}\n").as_bytes())?;
         self.sync_dir()?;
         self.persisted_next_id = next;
         Ok(())
     }
-
-    fn encode_jpeg(&mut self, rgb: &[u8], width: u32, height: u32) -> Result<(), SpoolError> {
-        if width == 0 || height == 0 {
-            return Err(SpoolError::InvalidFrame {
-                message: format!("empty frame {width}x{height}"),
-            });
-        }
-        let expected = (width as usize)
-            .checked_mul(height as usize)
-            .and_then(|n| n.checked_mul(3));
-        if expected != Some(rgb.len()) {
-            return Err(SpoolError::InvalidFrame {
-                message: format!("{} bytes is not a {width}x{height} RGB8 frame", rgb.len()),
-            });
-        }
-        let (w, h) = fit_within(width, height, self.config.max_side);
-        let quality = self.config.jpeg_quality;
-        self.jpeg_buf.clear();
-        let mut encoder = JpegEncoder::new_with_quality(&mut self.jpeg_buf, quality);
-        let result = if (w, h) == (width, height) {
-            encoder.encode(rgb, width, height, ExtendedColorType::Rgb8)
-        } else {
-            let src: ImageBuffer<Rgb<u8>, &[u8]> = ImageBuffer::from_raw(width, height, rgb)
-                .ok_or_else(|| SpoolError::InvalidFrame {
-                    message: format!("{width}x{height} frame does not fit its buffer"),
-                })?;
-            let small = imageops::resize(&src, w, h, FilterType::Triangle);
-            encoder.encode(small.as_raw(), w, h, ExtendedColorType::Rgb8)
-        };
-        result.map_err(|e| SpoolError::Encode {
-            message: format!("JPEG: {e}"),
-        })
-    }
-}
-
-/// `(width, height)` scaled so the longest side is at most `max_side`, keeping the aspect ratio.
-fn fit_within(width: u32, height: u32, max_side: u32) -> (u32, u32) {
-    let long = width.max(height);
-    if long <= max_side {
-        return (width, height);
-    }
-    let scale = |side: u32| -> u32 {
-        let scaled =
-            (u64::from(side) * u64::from(max_side) + u64::from(long) / 2) / u64::from(long);
-        (scaled as u32).clamp(1, max_side)
-    };
-    (scale(width), scale(height))
-}
-
-/// Order-preserving map of a value to u32 (NaN ranks lowest).
-fn value_key(value: f32) -> u32 {
-    let value = if value.is_nan() {
-        f32::NEG_INFINITY
-    } else {
-        value
-    };
-    let bits = value.to_bits();
-    if bits & 0x8000_0000 != 0 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    }
-}
-
-/// `<12+ digits>.jpg` / `.rec` → (id, extension).
-fn parse_entry_name(name: &str) -> Option<(u64, &'static str)> {
-    let (stem, ext) = name.rsplit_once('.')?;
-    let ext = match ext {
-        JPG_EXT => JPG_EXT,
-        REC_EXT => REC_EXT,
-        _ => return None,
-    };
-    if stem.len() < 12 || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((stem.parse().ok()?, ext))
-}
-
-fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
-
-struct DecodedRecord {
-    record: KeptRecord,
-    jpeg_len: u64,
-    jpeg_crc: u32,
-}
-
-fn encode_record(buf: &mut Vec<u8>, record: &KeptRecord, jpeg: &[u8]) -> Result<(), SpoolError> {
-    let mut out = std::mem::take(buf);
-    out.clear();
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&RECORD_FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes()); // payload length, patched below
-    out.extend_from_slice(&(jpeg.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32(jpeg).to_le_bytes());
-    let mut out = postcard::to_extend(record, out).map_err(|e| SpoolError::Encode {
-        message: format!("record: {e}"),
-    })?;
-    let payload_len = u32::try_from(out.len() - HEADER_LEN).map_err(|_| SpoolError::Encode {
-        message: "record larger than 4 GiB".into(),
-    })?;
-    out[8..12].copy_from_slice(&payload_len.to_le_bytes());
-    let crc = crc32(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    *buf = out;
-    Ok(())
-}
-
-fn decode_record(bytes: &[u8]) -> Result<DecodedRecord, String> {
-    if bytes.len() < HEADER_LEN + TRAILER_LEN {
-        return Err(format!("{} bytes is shorter than a header", bytes.len()));
-    }
-    if bytes[0..4] != MAGIC {
-        return Err("bad magic".into());
-    }
-    let u32_at =
-        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != RECORD_FORMAT_VERSION {
-        return Err(format!(
-            "format version {version}, this build reads {RECORD_FORMAT_VERSION}"
-        ));
-    }
-    let payload_len = u32_at(8) as usize;
-    let expected = HEADER_LEN + payload_len + TRAILER_LEN;
-    if bytes.len() != expected {
-        return Err(format!(
-            "{} bytes, header says {expected} (torn write?)",
-            bytes.len()
-        ));
-    }
-    let body_end = HEADER_LEN + payload_len;
-    let stored_crc = u32_at(body_end);
-    let crc = crc32(&bytes[..body_end]);
-    if crc != stored_crc {
-        return Err(format!(
-            "CRC mismatch: stored {stored_crc:08x}, computed {crc:08x}"
-        ));
-    }
-    let mut len_bytes = [0u8; 8];
-    len_bytes.copy_from_slice(&bytes[12..20]);
-    let (record, rest) = postcard::take_from_bytes::<KeptRecord>(&bytes[HEADER_LEN..body_end])
-        .map_err(|e| format!("record does not decode: {e}"))?;
-    if !rest.is_empty() {
-        return Err(format!("{} trailing bytes after the record", rest.len()));
-    }
-    Ok(DecodedRecord {
-        record,
-        jpeg_len: u64::from_le_bytes(len_bytes),
-        jpeg_crc: u32_at(20),
-    })
-}
-
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// CRC-32 (IEEE 802.3, as in zlib and PNG).
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in data {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    c ^ 0xFFFF_FFFF
-}
-
-/// Bytes available to unprivileged writers on the filesystem holding `dir` (statvfs), or None
-/// when the query fails or the platform has none (then only `max_bytes` bounds the spool).
-#[cfg(unix)]
-fn available_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer; statvfs only writes it.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // field widths differ per target
-    Some(u64::from(st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-}
-
-#[cfg(not(unix))]
-fn available_bytes(_dir: &Path) -> Option<u64> {
-    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::format::HEADER_LEN;
+    use crate::store::jpeg::fit_within;
     use crate::store::record::{FrameScores, Reason, StoredDetection};
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -1067,11 +721,6 @@ mod tests {
             .iter_records()
             .map(|r| r.expect("record").1.scores.value)
             .collect()
-    }
-
-    #[test]
-    fn crc32_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     }
 
     #[test]
@@ -1443,25 +1092,6 @@ mod tests {
     }
 
     #[test]
-    fn disk_full_has_its_own_error() {
-        let dir = Path::new("/spool");
-        let err = io_error(
-            dir,
-            &dir.join("x.jpg"),
-            io::Error::from_raw_os_error(ENOSPC),
-        );
-        assert!(err.is_disk_full());
-        assert!(
-            err.to_string().starts_with("spool disk full at /spool: "),
-            "{err}"
-        );
-        let err = io_error(dir, dir, io::Error::from(io::ErrorKind::StorageFull));
-        assert!(err.is_disk_full());
-        let err = io_error(dir, dir, io::Error::from(io::ErrorKind::PermissionDenied));
-        assert!(!err.is_disk_full());
-    }
-
-    #[test]
     fn config_is_checked() {
         let config: SpoolConfig = serde_json::from_str(r#"{"jpeg_quality": 80}"#).expect("parse");
         assert_eq!(config.jpeg_quality, 80);
@@ -1498,23 +1128,5 @@ mod tests {
             assert!(Spool::open(&tmp.0, config).is_err());
         }
         assert!(SpoolConfig::default().validate().is_ok());
-    }
-
-    #[test]
-    fn value_key_orders_like_f32() {
-        let vals = [
-            f32::NEG_INFINITY,
-            -2.0,
-            -0.5,
-            0.0,
-            1e-6,
-            0.5,
-            3.0,
-            f32::INFINITY,
-        ];
-        for pair in vals.windows(2) {
-            assert!(value_key(pair[0]) < value_key(pair[1]), "{pair:?}");
-        }
-        assert_eq!(value_key(f32::NAN), value_key(f32::NEG_INFINITY));
     }
 }
