@@ -3,10 +3,11 @@
 //! frame must match the same JPEG decoded by FrameSource over the folder, within bounds set
 //! from measurement. Requires `ffmpeg` on PATH: the test fails (does not skip) without it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use edgesieve::source::{self, Frame, SourceError};
+use edgesieve::util::testing::TempDir;
 
 const FRAMES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -14,25 +15,6 @@ const FRAMES: &str = concat!(
 );
 const N: usize = 10;
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "edgesieve-source-y4m-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn ffmpeg_y4m(pix_fmt: &str, out: &Path) {
     let status = Command::new("ffmpeg")

@@ -3,6 +3,8 @@
 pub mod cli;
 pub mod logger;
 pub mod rng;
+#[doc(hidden)]
+pub mod testing;
 
 /// An error with its `source()` chain, `: `-separated, for a log line. A cause whose text the
 /// message already shows (errors that print their source themselves) is not repeated.
