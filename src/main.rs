@@ -231,6 +231,10 @@ fn cmd_run(argv: &[String]) -> Result<(), String> {
     report.summary.input_result().map_err(err)
 }
 
+/// `edgesieve inspect DIR`: one JSON line per intact entry (its record plus `"id"`), oldest
+/// first; then one line `{"quarantined": "<file>", "reason": "..."}` per file in the spool's
+/// `quarantine/` directory. Damaged entries and entry-named non-files are skipped with a warning
+/// on stderr. Reads only; needs no lock.
 fn cmd_inspect(argv: &[String]) -> Result<(), String> {
     let args = Args::parse(argv, &[], &[]).map_err(err)?;
     let [dir] = args.positionals.as_slice() else {
@@ -245,6 +249,12 @@ fn cmd_inspect(argv: &[String]) -> Result<(), String> {
             obj.insert("id".into(), serde_json::Value::from(id));
         }
         if let Err(e) = writeln!(out, "{value}") {
+            return quiet_on_closed_pipe(e);
+        }
+    }
+    for (name, reason) in Spool::read_quarantine(Path::new(dir)).map_err(err)? {
+        let line = serde_json::json!({ "quarantined": name, "reason": reason });
+        if let Err(e) = writeln!(out, "{line}") {
             return quiet_on_closed_pipe(e);
         }
     }

@@ -5,9 +5,13 @@ use edgesieve::detect::manifest::{Manifest, Precision};
 use edgesieve::detect::model::{Detector, DetectorError, DetectorOptions};
 use edgesieve::detect::postprocess::{iou, Detections};
 use edgesieve::source::{self, Frame};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// The eval's label reader; this test reads only the boxes.
+#[path = "../src/bin/edgesieve-eval/coco.rs"]
+#[allow(dead_code)]
+mod coco;
 
 const KITTI: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -23,29 +27,6 @@ const CAR_RECALL_FLOOR: f64 = 0.50;
 const INT8_MAX_RECALL_DROP: f64 = 0.08;
 const SCORE_THRESHOLD: f32 = 0.3;
 
-#[derive(Deserialize)]
-struct Coco {
-    images: Vec<CocoImage>,
-    annotations: Vec<CocoBox>,
-    categories: Vec<CocoCategory>,
-}
-#[derive(Deserialize)]
-struct CocoImage {
-    id: u64,
-    file_name: String,
-}
-#[derive(Deserialize)]
-struct CocoBox {
-    image_id: u64,
-    category_id: u64,
-    bbox: [f32; 4],
-}
-#[derive(Deserialize)]
-struct CocoCategory {
-    id: u64,
-    name: String,
-}
-
 fn manifest() -> Manifest {
     Manifest::load(Path::new(MANIFEST)).expect("default manifest")
 }
@@ -60,24 +41,11 @@ fn require_model(precision: Precision) -> PathBuf {
     path
 }
 
-/// Car boxes (x1, y1, x2, y2) per image file name.
-fn labeled_cars() -> HashMap<String, Vec<[f32; 4]>> {
-    let text = std::fs::read_to_string(format!("{KITTI}/annotations.json")).unwrap();
-    let coco: Coco = serde_json::from_str(&text).unwrap();
-    let car = coco.categories.iter().find(|c| c.name == "Car").unwrap().id;
-    let names: HashMap<u64, String> = coco
-        .images
-        .iter()
-        .map(|i| (i.id, i.file_name.rsplit('/').next().unwrap().to_string()))
-        .collect();
-    let mut out: HashMap<String, Vec<[f32; 4]>> = HashMap::new();
-    for a in coco.annotations.iter().filter(|a| a.category_id == car) {
-        let [x, y, w, h] = a.bbox;
-        out.entry(names[&a.image_id].clone())
-            .or_default()
-            .push([x, y, x + w, y + h]);
-    }
-    out
+/// Labeled boxes of the KITTI category "Car" (not "Van") per image file name, as `classes`' "car".
+fn labeled_cars(classes: &[String]) -> HashMap<String, Vec<coco::GtBox>> {
+    let only_car = |category: &str, _hint: Option<&str>| (category == "Car").then_some("car");
+    let path = PathBuf::from(format!("{KITTI}/annotations.json"));
+    coco::load_labels(&path, classes, only_car).unwrap().by_file
 }
 
 /// Returns (recall, matched, total) of the labeled cars.
@@ -85,12 +53,12 @@ fn car_recall(precision: Precision) -> (f64, usize, usize) {
     require_model(precision);
     let m = manifest();
     let car_id = m.classes.iter().position(|c| c == "car").unwrap() as u16;
+    let cars = labeled_cars(&m.classes);
     let options = DetectorOptions {
         precision,
         ..DetectorOptions::default()
     };
     let mut detector = Detector::load(m, &options).expect("model loads");
-    let cars = labeled_cars();
     let mut source = source::open(&format!("{KITTI}/images")).unwrap();
     let mut frame = Frame::new();
     let mut dets = Detections::new();
@@ -104,7 +72,7 @@ fn car_recall(precision: Precision) -> (f64, usize, usize) {
         for gt in cars.get(&frame.name).map(Vec::as_slice).unwrap_or(&[]) {
             total += 1;
             let hit = dets.items().iter().any(|d| {
-                d.class_id == car_id && d.score >= SCORE_THRESHOLD && iou(&d.bbox, gt) >= 0.5
+                d.class_id == car_id && d.score >= SCORE_THRESHOLD && iou(&d.bbox, &gt.bbox) >= 0.5
             });
             matched += usize::from(hit);
         }

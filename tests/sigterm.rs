@@ -90,7 +90,7 @@ fn stop_cleanly_on(signal: &str) {
     let mut seen_kept = false;
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.contains("edgesieve: kept ") => {
+            Ok(line) if line.contains(": kept ") => {
                 seen_kept = true;
                 break;
             }

@@ -15,7 +15,6 @@ const FRAMES: &str = concat!(
 );
 const N: usize = 10;
 
-
 fn ffmpeg_y4m(pix_fmt: &str, out: &Path) {
     let status = Command::new("ffmpeg")
         .args([

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use super::pipeline::{load_manifest, Pipeline, PipelineError, RunStats};
 use super::shutdown::Shutdown;
 use super::{run_job, JobError, JobOptions, Summary};
+use super::{FrameHandler, FrameInfo, Tally};
 use crate::config::Config;
-use crate::select::sketch_file::{load_sketch, save_sketch, SketchFileError};
+use crate::select::sketch_file::{load_sketch_file, save_sketch_at, SketchFileError};
+use crate::source::Frame;
 use crate::source::SourceError;
 use crate::store::spool::{Spool, SpoolError};
 
@@ -65,12 +67,14 @@ impl fmt::Display for RunReport {
         let r = &s.tally.reasons;
         write!(
             f,
-            "{} frames seen, {} kept ({:.2}%, target {:.2}%), {} failed; reasons: value {}, explore {}, trigger {}, rare class {}; spool rejected {}, evicted {}; {:.1} frames/s",
+            "{} frames seen, {} kept ({:.2}%, target {:.2}%), {} failed, {} uniform, {} frozen; reasons: value {}, explore {}, trigger {}, rare class {}; spool rejected {}, evicted {}; {:.1} frames/s",
             s.frames,
             s.tally.kept,
             s.kept_ratio() * 100.0,
             self.target_keep_ratio * 100.0,
             s.failed,
+            s.uniform,
+            s.frozen,
             r.value,
             r.explore,
             r.trigger,
@@ -98,14 +102,29 @@ pub fn run_selection(
         Spool::open(spool_dir, config.spool.clone()).map_err(RunError::Spool)?;
     let mut pipeline = Pipeline::new(config, manifest, spool).map_err(RunError::Pipeline)?;
     let sketch_path: PathBuf = spool_dir.join(SKETCH_FILE);
-    if let Some(sketch) = load_sketch(&sketch_path).map_err(RunError::Sketch)? {
-        log::info!(
-            "sketch {}: {} centres from earlier runs",
-            sketch_path.display(),
-            sketch.len()
-        );
-        *pipeline.selector_mut().sketch_mut() = sketch;
-    }
+    let mut high_id = match load_sketch_file(&sketch_path) {
+        Ok(Some((sketch, high_id))) => {
+            log::info!(
+                "sketch {}: {} centres from earlier runs (up to spool entry {high_id})",
+                sketch_path.display(),
+                sketch.len()
+            );
+            *pipeline.selector_mut().sketch_mut() = sketch;
+            high_id
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            let reason = match std::error::Error::source(&e) {
+                Some(source) => format!("{e}: {source}"),
+                None => e.to_string(),
+            };
+            log::warn!("{reason}; quarantining it and rebuilding the sketch from the spool");
+            crate::store::spool::quarantine_file(spool_dir, SKETCH_FILE, &reason);
+            0
+        }
+    };
+    // Entries stored after the last sketch save (a kill in between) count as seen too.
+    high_id = fold_spool_into_sketch(&mut pipeline, high_id);
     let mut source = crate::source::open_with(input, &config.input).map_err(RunError::Source)?;
     let described = source.describe();
     pipeline.set_source_label(&described);
@@ -121,13 +140,118 @@ pub fn run_selection(
             .map_or(0, |d| d.as_millis() as u64)
     };
     let options = JobOptions { start_ms, shutdown };
-    let result = run_job(source.as_mut(), &mut pipeline, &options);
+    let mut saving = SavingSketch {
+        pipeline: &mut pipeline,
+        path: sketch_path,
+        high_id,
+        failures: 0,
+    };
+    let result = run_job(source.as_mut(), &mut saving, &options);
     // Whatever happened to the input, what was kept stays kept: save the sketch, then report.
-    save_sketch(&sketch_path, pipeline.selector().sketch()).map_err(RunError::Sketch)?;
+    saving.save()?;
     let summary = result.map_err(|e| RunError::Frame(Box::new(e)))?;
     Ok(RunReport {
         summary,
         stats: pipeline.stats(),
         target_keep_ratio: config.policy.target_keep_ratio,
     })
+}
+
+/// Folds into the pipeline's sketch the embeddings of the spool entries above `high_id`;
+/// returns the highest entry id now in the sketch.
+fn fold_spool_into_sketch(pipeline: &mut Pipeline<Spool>, high_id: u64) -> u64 {
+    let mut points = Vec::new();
+    let mut high = high_id;
+    for item in pipeline.sink().iter_records() {
+        match item {
+            Ok((id, record)) if id > high_id => {
+                high = high.max(id);
+                match <[f32; crate::select::embedding::EMBED_DIM]>::try_from(
+                    record.embedding.as_slice(),
+                ) {
+                    Ok(point) if point.iter().all(|v| v.is_finite()) => points.push(point),
+                    _ => log::warn!("spool entry {id:012}: unusable embedding, not in the sketch"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+    if !points.is_empty() {
+        log::info!(
+            "sketch: folded in {} spool entries stored after its last save",
+            points.len()
+        );
+    }
+    let sketch = pipeline.selector_mut().sketch_mut();
+    for point in &points {
+        sketch.insert(point);
+    }
+    high
+}
+
+/// The pipeline, saving the sketch (atomically, with the highest spool id in it) after every
+/// stored frame, so that a kill loses at most the frame in hand.
+struct SavingSketch<'a> {
+    pipeline: &'a mut Pipeline<Spool>,
+    path: PathBuf,
+    high_id: u64,
+    failures: u64,
+}
+
+impl SavingSketch<'_> {
+    /// Saves the sketch. A full disk is a warning (retried on the next stored frame); other
+    /// failures are errors.
+    fn save(&mut self) -> Result<(), RunError> {
+        if let Some(newest) = self.pipeline.sink().pending().max() {
+            self.high_id = self.high_id.max(newest);
+        }
+        match save_sketch_at(&self.path, self.pipeline.selector().sketch(), self.high_id) {
+            Ok(()) => {
+                self.failures = 0;
+                Ok(())
+            }
+            Err(e) => {
+                let full = match &e {
+                    SketchFileError::Write { source, .. } => {
+                        source.kind() == std::io::ErrorKind::StorageFull
+                            || source.raw_os_error() == Some(28)
+                    }
+                    _ => false,
+                };
+                if !full {
+                    return Err(RunError::Sketch(e));
+                }
+                self.failures += 1;
+                if self.failures.is_power_of_two() {
+                    log::warn!("{e}: disk full; retrying after the next stored frame");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl FrameHandler for SavingSketch<'_> {
+    type Error = PipelineError;
+
+    fn handle(
+        &mut self,
+        frame: &Frame,
+        info: &FrameInfo,
+        tally: &mut Tally,
+    ) -> Result<(), PipelineError> {
+        let before = tally.kept;
+        self.pipeline.handle(frame, info, tally)?;
+        if tally.kept != before {
+            if let Err(e) = self.save() {
+                log::warn!("{e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn wants_more(&self) -> bool {
+        self.pipeline.wants_more()
+    }
 }

@@ -16,7 +16,7 @@ pub mod shutdown;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::source::{Frame, FrameSource, SourceError};
+use crate::source::{FaultChecks, Frame, FrameSource, SourceError};
 use crate::store::record::Reason;
 use shutdown::Shutdown;
 
@@ -100,17 +100,27 @@ pub enum Stop {
 /// The figures of a job.
 #[derive(Debug)]
 pub struct Summary {
-    /// Frames handled.
+    /// Frames read and decoded: handed to the handler, or set aside as `uniform` or `frozen`.
     pub frames: u64,
     /// Frames skipped because they could not be read or decoded.
     pub failed: u64,
+    /// Of `frames`, those not handed on because uniform (camera fault; `input.uniform_stddev`).
+    pub uniform: u64,
+    /// Of `frames`, those not handed on because identical to the previous frame (frozen
+    /// camera; `input.skip_frozen`).
+    pub frozen: u64,
     pub tally: Tally,
     pub elapsed: Duration,
     pub stop: Stop,
 }
 
 impl Summary {
-    /// Handled frames per second of wall time.
+    /// Frames handed to the handler: `frames` less the uniform and frozen ones.
+    pub fn handled(&self) -> u64 {
+        self.frames - self.uniform - self.frozen
+    }
+
+    /// Frames read per second of wall time.
     pub fn fps(&self) -> f64 {
         self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -212,6 +222,11 @@ pub fn run_job<H: FrameHandler>(
     let mut frame = Frame::new();
     let mut tally = Tally::default();
     let (mut frames, mut failed) = (0u64, 0u64);
+    let (mut uniform, mut frozen) = (0u64, 0u64);
+    let mut faults = FaultCheck::new(source.fault_checks());
+    if let Some(shutdown) = options.shutdown {
+        source.watch_shutdown(shutdown);
+    }
     let stop = loop {
         if let Some(why) = options.shutdown.and_then(Shutdown::reason) {
             log::info!("{why}: stopping after the frame in hand");
@@ -222,6 +237,11 @@ pub fn run_job<H: FrameHandler>(
         }
         let t0 = Instant::now();
         let Some(next) = source.next_frame(&mut frame) else {
+            // A source waiting on a stream ends early when a stop is asked for.
+            if let Some(why) = options.shutdown.and_then(Shutdown::reason) {
+                log::info!("{why}: stopping while waiting for the next frame");
+                break Stop::Shutdown(why);
+            }
             break Stop::EndOfInput;
         };
         if let Err(e) = next {
@@ -231,6 +251,34 @@ pub fn run_job<H: FrameHandler>(
             log::warn!("skipping frame: {e}");
             failed += 1;
             continue;
+        }
+        match faults.check(&frame) {
+            Some(Fault::Uniform(sd)) => {
+                frames += 1;
+                uniform += 1;
+                if uniform.is_power_of_two() {
+                    log::warn!(
+                        "{}: uniform frame (luma std-dev {sd:.2} < input.uniform_stddev {}), \
+                         not handed on; {uniform} so far",
+                        frame.name,
+                        faults.checks.uniform_stddev
+                    );
+                }
+                continue;
+            }
+            Some(Fault::Frozen) => {
+                frames += 1;
+                frozen += 1;
+                if frozen.is_power_of_two() {
+                    log::warn!(
+                        "{}: same as the previous frame (frozen camera?), not handed on; \
+                         {frozen} so far (input.skip_frozen)",
+                        frame.name
+                    );
+                }
+                continue;
+            }
+            None => {}
         }
         let info = FrameInfo {
             timestamp_ms: options.start_ms.saturating_add(frame.time_ms),
@@ -248,10 +296,80 @@ pub fn run_job<H: FrameHandler>(
     Ok(Summary {
         frames,
         failed,
+        uniform,
+        frozen,
         tally,
         elapsed: started.elapsed(),
         stop,
     })
+}
+
+/// Pixels sampled per frame by the camera-fault checks.
+const FAULT_SAMPLES: usize = 1024;
+
+/// A camera fault found in a decoded frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Luma standard deviation of the sample below the threshold (the value found).
+    Uniform(f64),
+    /// The sample and size are those of the previous frame.
+    Frozen,
+}
+
+/// The camera-fault checks of the loop: a sparse, evenly spaced sample of pixels per frame,
+/// its luma spread, and the previous frame's sample for the repeat check. Buffers are reused.
+struct FaultCheck {
+    checks: FaultChecks,
+    sample: Vec<u8>,
+    previous: Vec<u8>,
+    previous_dims: Option<(u32, u32)>,
+}
+
+impl FaultCheck {
+    fn new(checks: FaultChecks) -> FaultCheck {
+        FaultCheck {
+            checks,
+            sample: Vec::with_capacity(FAULT_SAMPLES * 3),
+            previous: Vec::with_capacity(FAULT_SAMPLES * 3),
+            previous_dims: None,
+        }
+    }
+
+    fn check(&mut self, frame: &Frame) -> Option<Fault> {
+        let pixels = frame.width as usize * frame.height as usize;
+        if pixels == 0 || frame.rgb.len() < pixels * 3 {
+            return None;
+        }
+        if self.checks.uniform_stddev <= 0.0 && !self.checks.skip_frozen {
+            return None;
+        }
+        // Evenly spaced pixels; an odd step so that columns vary from row to row.
+        let step = (pixels / FAULT_SAMPLES).max(1) | 1;
+        self.sample.clear();
+        let (mut sum, mut sum_sq, mut n) = (0f64, 0f64, 0f64);
+        for px in frame.rgb.chunks_exact(3).step_by(step) {
+            self.sample.extend_from_slice(px);
+            let luma = (77 * u32::from(px[0]) + 150 * u32::from(px[1]) + 29 * u32::from(px[2]))
+                as f64
+                / 256.0;
+            sum += luma;
+            sum_sq += luma * luma;
+            n += 1.0;
+        }
+        let dims = (frame.width, frame.height);
+        let repeat = self.previous_dims == Some(dims) && self.sample == self.previous;
+        std::mem::swap(&mut self.sample, &mut self.previous);
+        self.previous_dims = Some(dims);
+        let mean = sum / n;
+        let sd = (sum_sq / n - mean * mean).max(0.0).sqrt();
+        if sd < self.checks.uniform_stddev {
+            return Some(Fault::Uniform(sd));
+        }
+        if self.checks.skip_frozen && repeat {
+            return Some(Fault::Frozen);
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -378,5 +496,124 @@ mod tests {
         assert_eq!(s.frames, 4);
         assert!(matches!(s.stop, Stop::Enough));
         assert!(s.input_result().is_ok());
+    }
+
+    /// Frames given as pictures, with the fault checks a config would set.
+    struct Pictures {
+        frames: Vec<(u32, u32, Vec<u8>)>,
+        pos: usize,
+        checks: FaultChecks,
+    }
+
+    impl FrameSource for Pictures {
+        fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>> {
+            let (w, h, rgb) = self.frames.get(self.pos)?;
+            frame.index = self.pos as u64;
+            frame.time_ms = frame.index * 100;
+            frame.name = format!("p{}", self.pos);
+            frame.width = *w;
+            frame.height = *h;
+            frame.rgb.clone_from(rgb);
+            self.pos += 1;
+            Some(Ok(()))
+        }
+
+        fn describe(&self) -> String {
+            "pictures".into()
+        }
+
+        fn fault_checks(&self) -> FaultChecks {
+            self.checks
+        }
+    }
+
+    fn textured(w: u32, h: u32, seed: u32) -> (u32, u32, Vec<u8>) {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        let rgb = (0..w * h * 3)
+            .map(|_| {
+                s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (s >> 16) as u8
+            })
+            .collect();
+        (w, h, rgb)
+    }
+
+    fn flat(w: u32, h: u32, v: u8) -> (u32, u32, Vec<u8>) {
+        (w, h, vec![v; (w * h * 3) as usize])
+    }
+
+    #[test]
+    fn uniform_and_frozen_frames_are_counted_not_handled() {
+        let a = textured(64, 48, 1);
+        // Grey with a faint sensor noise of +-1: still uniform.
+        let mut grey = flat(64, 48, 128);
+        for (i, v) in grey.2.iter_mut().enumerate() {
+            *v = 127 + (i % 3) as u8;
+        }
+        let frames = vec![
+            a.clone(),
+            a.clone(),
+            textured(64, 48, 2),
+            flat(64, 48, 0),
+            flat(64, 48, 0),
+            grey,
+            textured(64, 48, 3),
+            // Same pixels as the one before but another size: not a repeat.
+            textured(48, 64, 3),
+        ];
+        let mut src = Pictures {
+            frames: frames.clone(),
+            pos: 0,
+            checks: FaultChecks::default(),
+        };
+        let mut h = KeepEven::default();
+        let s = run_job(&mut src, &mut h, &JobOptions::default()).unwrap();
+        assert_eq!((s.frames, s.uniform, s.frozen, s.failed), (8, 3, 1, 0));
+        assert_eq!(s.handled(), 4);
+        assert_eq!(h.seen, vec![0, 200, 600, 700]);
+        assert!(matches!(s.stop, Stop::EndOfInput));
+
+        // Both checks off: every frame is handed on.
+        let mut src = Pictures {
+            frames,
+            pos: 0,
+            checks: FaultChecks {
+                uniform_stddev: 0.0,
+                skip_frozen: false,
+            },
+        };
+        let mut h = KeepEven::default();
+        let s = run_job(&mut src, &mut h, &JobOptions::default()).unwrap();
+        assert_eq!((s.frames, s.uniform, s.frozen), (8, 0, 0));
+        assert_eq!(h.seen.len(), 8);
+    }
+
+    #[test]
+    fn too_small_images_are_skipped_and_the_others_handled() {
+        use image::codecs::png::PngEncoder;
+        use image::{ExtendedColorType, ImageEncoder};
+        let dir = std::env::temp_dir().join(format!("edgesieve-run-small-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let write_png = |name: &str, (w, h, rgb): (u32, u32, Vec<u8>)| {
+            let mut out = Vec::new();
+            PngEncoder::new(&mut out)
+                .write_image(&rgb, w, h, ExtendedColorType::Rgb8)
+                .unwrap();
+            std::fs::write(dir.join(name), out).unwrap();
+        };
+        write_png("000.png", textured(64, 48, 1));
+        write_png("001.png", textured(1, 1, 2));
+        write_png("002.png", textured(64, 48, 3));
+        let mut src = crate::source::open_with(
+            dir.to_str().unwrap(),
+            &crate::source::InputConfig::default(),
+        )
+        .unwrap();
+        let mut h = KeepEven::default();
+        let s = run_job(src.as_mut(), &mut h, &JobOptions::default()).unwrap();
+        assert_eq!((s.frames, s.failed, s.uniform, s.frozen), (2, 1, 0, 0));
+        assert_eq!(h.seen.len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

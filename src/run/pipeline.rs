@@ -188,23 +188,35 @@ impl<S: Sink> Pipeline<S> {
                 &decision,
                 self.selector.embedding(),
             );
-            match self
-                .sink
-                .put(&record, frame)
-                .map_err(PipelineError::Store)?
-            {
-                PutOutcome::Stored { bytes, evicted, .. } => {
+            // A full disk is a refusal, not the end of the job: selection goes on, and frames
+            // are stored again once space is freed.
+            let put = match self.sink.put(&record, frame) {
+                Err(StoreError::Spool(e)) if e.is_disk_full() => Err(e.to_string()),
+                other => Ok(other.map_err(PipelineError::Store)?),
+            };
+            match put {
+                Ok(PutOutcome::Stored { bytes, evicted, .. }) => {
                     self.stats.sink_evicted += evicted as u64;
                     self.selector.commit_kept(bytes);
                     self.stats.kept += 1;
                     stored = true;
                 }
-                PutOutcome::Rejected { reason } => {
+                Ok(PutOutcome::Rejected { reason }) => {
                     self.stats.sink_rejected += 1;
                     // Logged at 1, 2, 4, 8, … refusals: visible, but not a flood.
                     if self.stats.sink_rejected.is_power_of_two() {
                         log::warn!(
                             "store refused frame {} ({reason:?}); {} refused so far",
+                            frame.name,
+                            self.stats.sink_rejected
+                        );
+                    }
+                }
+                Err(disk_full) => {
+                    self.stats.sink_rejected += 1;
+                    if self.stats.sink_rejected.is_power_of_two() {
+                        log::warn!(
+                            "store refused frame {}: {disk_full}; {} refused so far",
                             frame.name,
                             self.stats.sink_rejected
                         );

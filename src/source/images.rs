@@ -4,13 +4,15 @@
 
 use std::fs::{self, File};
 use std::io::{Cursor, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use image::codecs::jpeg::JpegDecoder;
 use image::codecs::png::PngDecoder;
 use image::{ColorType, ImageDecoder, Limits};
 
-use super::{has_extension, Frame, FrameSource, InputConfig, SourceError, IMAGE_EXTENSIONS};
+use super::{
+    has_extension, FaultChecks, Frame, FrameSource, InputConfig, SourceError, IMAGE_EXTENSIONS,
+};
 
 pub(super) struct Folder {
     spec: String,
@@ -23,6 +25,17 @@ pub(super) struct Folder {
     file_buf: Vec<u8>,
     /// Decoder output when it is not RGB8, reused.
     scratch: Vec<u8>,
+    /// The size bounds of [`InputConfig`].
+    bounds: Bounds,
+    checks: FaultChecks,
+}
+
+/// Sizes an image must fit: [`InputConfig::max_pixels`], `min_width`, `min_height`.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    max_pixels: u64,
+    min_width: u32,
+    min_height: u32,
 }
 
 impl Folder {
@@ -87,6 +100,12 @@ impl Folder {
             fps: options.fps,
             file_buf: Vec::new(),
             scratch: Vec::new(),
+            bounds: Bounds {
+                max_pixels: options.max_pixels,
+                min_width: options.min_width,
+                min_height: options.min_height,
+            },
+            checks: options.fault_checks(),
         })
     }
 }
@@ -109,7 +128,7 @@ impl FrameSource for Folder {
                 source,
             }));
         }
-        let decoded = decode_image(path, &self.file_buf, frame, &mut self.scratch);
+        let decoded = decode_image(&self.file_buf, frame, &mut self.scratch, self.bounds);
         Some(decoded.map_err(|message| {
             frame.width = 0;
             frame.height = 0;
@@ -134,22 +153,35 @@ impl FrameSource for Folder {
     fn len_hint(&self) -> Option<usize> {
         Some(self.files.len())
     }
+
+    fn fault_checks(&self) -> FaultChecks {
+        self.checks
+    }
 }
 
-/// Decodes a JPEG or PNG (by magic bytes, else by extension) into `frame` as RGB8.
+/// Decodes a JPEG or PNG (by magic bytes) into `frame` as RGB8, refusing a picture outside
+/// `bounds` before allocating it.
 fn decode_image(
-    path: &Path,
     bytes: &[u8],
     frame: &mut Frame,
     scratch: &mut Vec<u8>,
+    bounds: Bounds,
 ) -> Result<(), String> {
     const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
-    let is_png = bytes.starts_with(PNG_MAGIC)
-        || (!bytes.starts_with(&[0xFF, 0xD8]) && has_extension(path, &["png"]));
+    if bytes.is_empty() {
+        return Err("empty file".into());
+    }
+    let is_png = bytes.starts_with(PNG_MAGIC);
+    if !is_png && !bytes.starts_with(&[0xFF, 0xD8]) {
+        return Err(format!(
+            "not a JPEG or PNG (starts with {})",
+            show_start(bytes)
+        ));
+    }
     let cursor = Cursor::new(bytes);
     if is_png {
         let dec = PngDecoder::new(cursor).map_err(|e| format!("PNG: {e}"))?;
-        decode_with(dec, frame, scratch).map_err(|e| format!("PNG: {e}"))
+        decode_with(dec, frame, scratch, bounds).map_err(|e| format!("PNG: {e}"))
     } else {
         // The JPEG decoder fills a cut-off file with grey and reports success; a frame that lost
         // its tail (camera dropped out mid-write) must be refused, so look for end-of-image.
@@ -157,8 +189,32 @@ fn decode_image(
             return Err("JPEG: truncated (no end-of-image marker)".into());
         }
         let dec = JpegDecoder::new(cursor).map_err(|e| format!("JPEG: {e}"))?;
-        decode_with(dec, frame, scratch).map_err(|e| format!("JPEG: {e}"))
+        decode_with(dec, frame, scratch, bounds).map_err(|e| format!("JPEG: {e}"))
     }
+}
+
+/// The first bytes of a file for an error message: printable ASCII as text, else hex.
+fn show_start(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(8)];
+    if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("{:?}", String::from_utf8_lossy(head))
+    } else {
+        head.iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The decoder limits for pictures of at most `max_pixels` pixels: neither side longer than
+/// that, and no allocation beyond what such a picture takes at 16 bit RGBA (8 bytes a pixel).
+fn limits_for(max_pixels: u64) -> Limits {
+    let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(1 << 20));
+    limits
 }
 
 /// True when the JPEG's last marker is EOI (FF D9), allowing trailing padding some encoders add.
@@ -171,10 +227,30 @@ fn decode_with<D: ImageDecoder>(
     mut dec: D,
     frame: &mut Frame,
     scratch: &mut Vec<u8>,
+    bounds: Bounds,
 ) -> Result<(), String> {
-    dec.set_limits(Limits::default())
-        .map_err(|e| e.to_string())?;
+    let max_pixels = bounds.max_pixels;
     let (w, h) = dec.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
+        return Err(format!(
+            "image is {w}x{h} = {pixels} pixels, over input.max_pixels = {max_pixels}"
+        ));
+    }
+    if w < bounds.min_width {
+        return Err(format!(
+            "image is {w}x{h}, narrower than input.min_width = {}",
+            bounds.min_width
+        ));
+    }
+    if h < bounds.min_height {
+        return Err(format!(
+            "image is {w}x{h}, lower than input.min_height = {}",
+            bounds.min_height
+        ));
+    }
+    dec.set_limits(limits_for(max_pixels))
+        .map_err(|e| format!("{e} (input.max_pixels = {max_pixels})"))?;
     let colour = dec.color_type();
     let total = usize::try_from(dec.total_bytes()).map_err(|e| e.to_string())?;
     let npix = w as usize * h as usize;
@@ -242,6 +318,15 @@ mod tests {
     use image::codecs::png::PngEncoder;
     use image::{ExtendedColorType, ImageEncoder};
 
+    /// The default input settings, but accepting images of any size (the fixtures are tiny).
+    fn tiny_ok() -> InputConfig {
+        InputConfig {
+            min_width: 1,
+            min_height: 1,
+            ..InputConfig::default()
+        }
+    }
+
     fn png(w: u32, h: u32, data: &[u8], ct: ExtendedColorType) -> Vec<u8> {
         let mut out = Vec::new();
         PngEncoder::new(&mut out)
@@ -295,7 +380,7 @@ mod tests {
         fs::create_dir(d.join("sub.jpg")).unwrap();
 
         let spec = d.to_str().unwrap();
-        let mut src = open(spec).unwrap();
+        let mut src = crate::source::open_with(spec, &tiny_ok()).unwrap();
         assert_eq!(src.len_hint(), Some(7));
         assert_eq!(src.describe(), format!("folder {spec} (7 images)"));
         let mut f = Frame::new();
@@ -341,6 +426,154 @@ mod tests {
         assert!(f.rgb.iter().all(|&c| c.abs_diff(200) <= 2), "{:?}", f.rgb);
 
         assert!(src.next_frame(&mut f).is_none());
+        assert!(src.next_frame(&mut f).is_none());
+    }
+
+    /// A PNG signature and IHDR chunk claiming `w` x `h` RGB8, then an empty IDAT and IEND.
+    fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+        fn crc32(data: &[u8]) -> u32 {
+            let mut c = 0xFFFF_FFFFu32;
+            for &b in data {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 != 0 {
+                        0xEDB8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        }
+        fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            let crc = crc32(&out[start..]);
+            out.extend_from_slice(&crc.to_be_bytes());
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        chunk(&mut out, b"IHDR", &ihdr);
+        chunk(&mut out, b"IDAT", &[]);
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn oversized_empty_and_foreign_files_are_skipped_with_a_reason() {
+        let dir = TempDir::new("faults");
+        let d = &dir.0;
+        fs::write(d.join("a.png"), png_header_only(30000, 30000)).unwrap();
+        fs::write(
+            d.join("b.png"),
+            png(2, 1, &[1, 2, 3, 4, 5, 6], ExtendedColorType::Rgb8),
+        )
+        .unwrap();
+        fs::write(d.join("c.jpg"), b"").unwrap();
+        fs::write(d.join("d.jpg"), b"hello, not an image\n").unwrap();
+        fs::write(
+            d.join("e.png"),
+            png(100, 100, &[9; 30000], ExtendedColorType::Rgb8),
+        )
+        .unwrap();
+
+        let mut src = crate::source::open_with(d.to_str().unwrap(), &tiny_ok()).unwrap();
+        let mut f = Frame::new();
+        let next_err = |src: &mut Box<dyn FrameSource>, f: &mut Frame| {
+            let e = src.next_frame(f).unwrap().unwrap_err();
+            assert!(!e.is_fatal(), "{e}");
+            assert_eq!((f.width, f.height, f.rgb.len()), (0, 0, 0));
+            e.to_string()
+        };
+        let msg = next_err(&mut src, &mut f);
+        assert!(
+            msg.contains("a.png")
+                && msg.contains("input.max_pixels")
+                && msg.contains("30000x30000"),
+            "{msg}"
+        );
+        src.next_frame(&mut f).unwrap().unwrap();
+        assert_eq!(
+            (f.name.as_str(), f.rgb.as_slice()),
+            ("b.png", &[1u8, 2, 3, 4, 5, 6][..])
+        );
+        let msg = next_err(&mut src, &mut f);
+        assert!(msg.contains("c.jpg") && msg.contains("empty file"), "{msg}");
+        assert!(!msg.contains("truncated"), "{msg}");
+        let msg = next_err(&mut src, &mut f);
+        assert!(
+            msg.contains("d.jpg") && msg.contains("not a JPEG or PNG") && msg.contains("hello"),
+            "{msg}"
+        );
+        src.next_frame(&mut f).unwrap().unwrap();
+        assert_eq!((f.name.as_str(), f.width, f.height), ("e.png", 100, 100));
+        assert!(src.next_frame(&mut f).is_none());
+
+        // A real 100x100 PNG over a limit of 5000 pixels: skipped, the others still read.
+        let options = InputConfig {
+            max_pixels: 5000,
+            ..tiny_ok()
+        };
+        let mut src = crate::source::open_with(d.to_str().unwrap(), &options).unwrap();
+        let mut errors = Vec::new();
+        let mut decoded = Vec::new();
+        while let Some(r) = src.next_frame(&mut f) {
+            match r {
+                Ok(()) => decoded.push(f.name.clone()),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        assert_eq!(decoded, ["b.png"]);
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        let e = &errors[3];
+        assert!(
+            e.contains("e.png") && e.contains("100x100") && e.contains("input.max_pixels = 5000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn images_under_the_minimum_size_are_skipped_naming_the_key() {
+        let dir = TempDir::new("small");
+        let d = &dir.0;
+        fs::write(
+            d.join("a.png"),
+            png(1, 1, &[5, 6, 7], ExtendedColorType::Rgb8),
+        )
+        .unwrap();
+        fs::write(
+            d.join("b.png"),
+            png(64, 31, &[9; 64 * 31], ExtendedColorType::L8),
+        )
+        .unwrap();
+        fs::write(
+            d.join("c.png"),
+            png(32, 32, &[9; 32 * 32], ExtendedColorType::L8),
+        )
+        .unwrap();
+        let mut src = open(d.to_str().unwrap()).unwrap();
+        let mut f = Frame::new();
+        let e = src.next_frame(&mut f).unwrap().unwrap_err();
+        assert!(!e.is_fatal());
+        let msg = e.to_string();
+        assert!(
+            msg.contains("a.png") && msg.contains("1x1") && msg.contains("input.min_width"),
+            "{msg}"
+        );
+        let e = src.next_frame(&mut f).unwrap().unwrap_err();
+        assert!(!e.is_fatal());
+        let msg = e.to_string();
+        assert!(
+            msg.contains("64x31") && msg.contains("input.min_height = 32"),
+            "{msg}"
+        );
+        src.next_frame(&mut f).unwrap().unwrap();
+        assert_eq!((f.name.as_str(), f.width, f.height), ("c.png", 32, 32));
         assert!(src.next_frame(&mut f).is_none());
     }
 }

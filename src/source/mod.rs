@@ -15,13 +15,16 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::KeyError;
+use crate::run::shutdown::Shutdown;
 
 mod images;
+pub mod threaded;
 mod y4m;
 mod yuv;
 
@@ -221,9 +224,20 @@ pub trait FrameSource: Send {
     fn len_hint(&self) -> Option<usize> {
         None
     }
+
+    /// Lets a source that can block (a stream read on its own thread, [`threaded::Prefetch`])
+    /// end with None once `shutdown` is asked for. The job loop calls it before the first frame;
+    /// other sources ignore it.
+    fn watch_shutdown(&mut self, _shutdown: &Shutdown) {}
+
+    /// The camera-fault checks the job loop applies to this source's frames: those of the
+    /// [`InputConfig`] it was opened with (the defaults for other sources).
+    fn fault_checks(&self) -> FaultChecks {
+        FaultChecks::default()
+    }
 }
 
-/// The `[input]` section: how frames are stamped with time.
+/// The `[input]` section: how frames are stamped with time, and which frames are accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputConfig {
@@ -233,6 +247,22 @@ pub struct InputConfig {
     pub fps: f64,
     /// Timestamp of the first frame, ms since the Unix epoch; 0 = the time the run starts.
     pub start_ms: u64,
+    /// Largest frame accepted, in pixels (width * height); default 7680 * 4320 (8K). An image
+    /// over it is skipped (and counted as failed) before its pixels are allocated; a y4m stream
+    /// whose header is over it is refused. Bounds the memory one small, hostile file can take.
+    pub max_pixels: u64,
+    /// Narrowest image file accepted, in pixels; a narrower one is skipped (counted as failed).
+    /// Keeps degenerate frames (a 1x1 placeholder) out of the selection.
+    pub min_width: u32,
+    /// Lowest image file accepted, in pixels; a lower one is skipped (counted as failed).
+    pub min_height: u32,
+    /// Camera-fault check: a frame whose luma standard deviation (0-255, over a sparse sample
+    /// of its pixels) is below this is uniform (lens cap, black or blown-out sensor) and is
+    /// counted but not selected from; 0 switches the check off.
+    pub uniform_stddev: f64,
+    /// Camera-fault check: a frame identical to the previous one (a frozen camera repeating
+    /// its last frame) is counted but not selected from; false switches the check off.
+    pub skip_frozen: bool,
 }
 
 impl Default for InputConfig {
@@ -240,6 +270,11 @@ impl Default for InputConfig {
         InputConfig {
             fps: 15.0,
             start_ms: 0,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            min_width: 32,
+            min_height: 32,
+            uniform_stddev: 2.0,
+            skip_frozen: true,
         }
     }
 }
@@ -253,9 +288,43 @@ impl InputConfig {
                 format!("must be positive, got {}", self.fps),
             ));
         }
+        if self.max_pixels == 0 {
+            return Err(KeyError::new("max_pixels", "must be at least 1, got 0"));
+        }
+        if !(self.uniform_stddev >= 0.0 && self.uniform_stddev.is_finite()) {
+            return Err(KeyError::new(
+                "uniform_stddev",
+                format!("must be 0 (off) or positive, got {}", self.uniform_stddev),
+            ));
+        }
         Ok(())
     }
+
+    /// The camera-fault checks of the job loop, as configured here.
+    pub fn fault_checks(&self) -> FaultChecks {
+        FaultChecks {
+            uniform_stddev: self.uniform_stddev,
+            skip_frozen: self.skip_frozen,
+        }
+    }
 }
+
+/// The camera-fault checks the job loop ([`crate::run::run_job`]) applies to each decoded
+/// frame before handing it on (see [`InputConfig::uniform_stddev`], [`InputConfig::skip_frozen`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultChecks {
+    pub uniform_stddev: f64,
+    pub skip_frozen: bool,
+}
+
+impl Default for FaultChecks {
+    fn default() -> Self {
+        InputConfig::default().fault_checks()
+    }
+}
+
+/// Default of [`InputConfig::max_pixels`]: 7680 * 4320 (8K UHD).
+pub const DEFAULT_MAX_PIXELS: u64 = 7680 * 4320;
 
 /// Stream time of frame `index` at `fps` frames per second, in whole milliseconds.
 pub fn frame_time_ms(index: u64, fps: f64) -> u64 {
@@ -268,16 +337,16 @@ pub fn open(spec: &str) -> Result<Box<dyn FrameSource>, SourceError> {
 }
 
 /// Opens a source by its command-line spec: "-" = YUV4MPEG2 on stdin; a directory = its
-/// *.jpg/*.jpeg/*.png files (case-insensitive) in name order; a file ending .y4m = a YUV4MPEG2
-/// file; a single .jpg/.jpeg/.png file = that one frame; several image files separated by
-/// commas = those frames, in the order given.
+/// *.jpg/*.jpeg/*.png files (case-insensitive) in name order; a file ending .y4m, a FIFO or a
+/// character device = a YUV4MPEG2 stream; a single .jpg/.jpeg/.png file = that one frame;
+/// several image files separated by commas = those frames, in the order given.
+///
+/// Stdin, FIFOs and devices are read on a background thread ([`threaded::Prefetch`]), so a
+/// stream that stops sending does not keep a shutdown from being honoured.
 pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSource>, SourceError> {
     if spec == "-" {
-        return Ok(Box::new(Y4m::open(
-            "stdin",
-            Box::new(io::stdin()),
-            options,
-        )?));
+        let y4m = Y4m::open("stdin", Box::new(io::stdin()), options)?;
+        return Ok(Box::new(threaded::Prefetch::new(Box::new(y4m), None)));
     }
     let path = Path::new(spec);
     if spec.contains(',') && !path.exists() {
@@ -291,7 +360,9 @@ pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSourc
     if meta.is_dir() {
         return Ok(Box::new(Folder::open(spec, options)?));
     }
-    if has_extension(path, &["y4m"]) {
+    let kind = meta.file_type();
+    let stream = kind.is_fifo() || kind.is_char_device();
+    if stream || has_extension(path, &["y4m"]) {
         let file = File::open(path).map_err(|source| SourceError::Open {
             spec: spec.to_string(),
             source,
@@ -299,7 +370,11 @@ pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSourc
         let name = path
             .file_name()
             .map_or_else(|| spec.to_string(), |n| n.to_string_lossy().into_owned());
-        return Ok(Box::new(Y4m::open(&name, Box::new(file), options)?));
+        let y4m = Y4m::open(&name, Box::new(file), options)?;
+        if stream {
+            return Ok(Box::new(threaded::Prefetch::new(Box::new(y4m), None)));
+        }
+        return Ok(Box::new(y4m));
     }
     if has_extension(path, IMAGE_EXTENSIONS) {
         return Ok(Box::new(Folder::from_files(
@@ -311,7 +386,7 @@ pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSourc
     Err(SourceError::Unsupported {
         spec: spec.to_string(),
         reason: "expected '-' (y4m on stdin), a directory of .jpg/.jpeg/.png images, a .y4m \
-                 file, an image file, or image files separated by commas"
+                 file or FIFO, an image file, or image files separated by commas"
             .to_string(),
     })
 }

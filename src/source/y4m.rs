@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read};
 
 use super::yuv::{convert_420, convert_444, convert_mono, Coeffs, Planes420, Upsample};
-use super::{Frame, FrameSource, InputConfig, SourceError};
+use super::{FaultChecks, Frame, FrameSource, InputConfig, SourceError};
 
 /// Longest header or FRAME line accepted in a YUV4MPEG2 stream.
 const MAX_LINE: usize = 4096;
@@ -75,7 +75,10 @@ fn parse_header(line: &[u8]) -> Result<Y4mHeader, String> {
     let mut chroma = Chroma::Yuv420;
     let mut full_range = false;
     for token in tokens {
-        let (tag, value) = token.split_at(1);
+        // Tags are one ASCII letter; a token starting with anything else (a multi-byte
+        // character, say) is an unknown tag, never a split inside a character.
+        let at = token.chars().next().map_or(0, char::len_utf8);
+        let (tag, value) = token.split_at(at);
         match tag {
             "W" => width = Some(parse_dim(token, value)?),
             "H" => height = Some(parse_dim(token, value)?),
@@ -168,6 +171,7 @@ pub(super) struct Y4m {
     next_index: u64,
     /// Frame rate for stream time: the header's, else [`InputConfig::fps`].
     fps: f64,
+    checks: FaultChecks,
     done: bool,
 }
 
@@ -191,6 +195,10 @@ impl FrameSource for Y4m {
             h.colour_tag,
             if h.full_range { "full" } else { "limited" }
         )
+    }
+
+    fn fault_checks(&self) -> FaultChecks {
+        self.checks
     }
 }
 
@@ -221,6 +229,13 @@ impl Y4m {
             }));
         }
         let header = parse_header(&line).map_err(header_err)?;
+        let pixels = u64::from(header.width) * u64::from(header.height);
+        if pixels > options.max_pixels {
+            return Err(header_err(format!(
+                "frame size {}x{} = {pixels} pixels is over input.max_pixels = {}",
+                header.width, header.height, options.max_pixels
+            )));
+        }
         let frame_bytes = header
             .frame_bytes()
             .ok_or_else(|| header_err("frame size overflows".into()))?;
@@ -244,6 +259,7 @@ impl Y4m {
             line,
             data: Vec::new(),
             upsample: Upsample::default(),
+            checks: options.fault_checks(),
             done: false,
         })
     }
@@ -363,6 +379,13 @@ impl Y4m {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_header_token_starting_with_a_multibyte_character_is_an_error_not_a_panic() {
+        // Found by tests/fuzz_parsers.rs (y4m_stream): "YUV4MPEG2 \u{174}\n" split inside 'Å'.
+        let r = super::parse_header("YUV4MPEG2 \u{c5}\u{b4}".as_bytes());
+        assert!(r.is_err(), "{r:?}");
+    }
+
     use super::*;
     use crate::source::tests::stream;
     use std::io::Cursor;
@@ -440,6 +463,30 @@ mod tests {
         assert!(msg.contains("mem") && msg.contains("C422"), "{msg}");
         assert!(y4m_source(Vec::new()).is_err());
         assert!(y4m_source(b"YUV4MPEG2 W4 H4".to_vec()).is_err());
+    }
+
+    #[test]
+    fn header_over_max_pixels_is_refused_before_allocating() {
+        // 16384x16384 C444 would be 768 MiB a frame; 1000 bytes follow.
+        let mut bytes = b"YUV4MPEG2 W16384 H16384 C444\nFRAME\n".to_vec();
+        bytes.extend_from_slice(&[0u8; 1000]);
+        let Err(e) = y4m_source(bytes) else {
+            panic!("16384x16384 accepted");
+        };
+        assert!(e.is_fatal() && matches!(e, SourceError::Header { .. }));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("input.max_pixels") && msg.contains("16384x16384"),
+            "{msg}"
+        );
+        // A lower limit refuses a small stream too; at the limit it is read.
+        let options = InputConfig {
+            max_pixels: 3,
+            ..InputConfig::default()
+        };
+        let small = |bytes: Vec<u8>| Y4m::open("mem", Box::new(Cursor::new(bytes)), &options);
+        assert!(small(stream("YUV4MPEG2 W2 H2 Cmono", &[vec![16; 4]])).is_err());
+        assert!(small(stream("YUV4MPEG2 W3 H1 Cmono", &[vec![16; 3]])).is_ok());
     }
 
     #[test]

@@ -37,7 +37,12 @@ pub(super) fn entry_file_name(id: u64, ext: &str) -> String {
     format!("{id:012}.{ext}")
 }
 
-/// `<12+ digits>.jpg` / `.rec` → (id, extension).
+/// The highest entry id: entry names are exactly 12 decimal digits, so ids end here and never
+/// wrap around (the spool refuses new entries past it, [`super::spool::SpoolError::IdsExhausted`]).
+pub const MAX_ID: u64 = 999_999_999_999;
+
+/// `<12 digits>.jpg` / `.rec` → (id, extension). Any other name (more or fewer digits) is not
+/// an entry.
 pub(super) fn parse_entry_name(name: &str) -> Option<(u64, &'static str)> {
     let (stem, ext) = name.rsplit_once('.')?;
     let ext = match ext {
@@ -45,10 +50,23 @@ pub(super) fn parse_entry_name(name: &str) -> Option<(u64, &'static str)> {
         REC_EXT => REC_EXT,
         _ => return None,
     };
-    if stem.len() < 12 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+    if stem.len() != 12 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some((stem.parse().ok()?, ext))
+    let id: u64 = stem.parse().ok()?;
+    (id <= MAX_ID).then_some((id, ext))
+}
+
+/// A name that looks like an entry's (`<digits>.jpg` / `.rec`) but is not one: a stray file
+/// that recovery moves to quarantine rather than using or deleting.
+pub(super) fn is_stray_entry_name(name: &str) -> bool {
+    let Some((stem, ext)) = name.rsplit_once('.') else {
+        return false;
+    };
+    (ext == JPG_EXT || ext == REC_EXT)
+        && !stem.is_empty()
+        && stem.bytes().all(|b| b.is_ascii_digit())
+        && parse_entry_name(name).is_none()
 }
 
 /// A record file's content: the record and what it says of its JPEG.
@@ -153,7 +171,7 @@ const CRC_TABLE: [u32; 256] = {
 };
 
 /// CRC-32 (IEEE 802.3, as in zlib and PNG).
-pub(super) fn crc32(data: &[u8]) -> u32 {
+pub(crate) fn crc32(data: &[u8]) -> u32 {
     let mut c = 0xFFFF_FFFFu32;
     for &b in data {
         c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
@@ -168,5 +186,24 @@ mod tests {
     #[test]
     fn crc32_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn entry_names_are_exactly_twelve_digits() {
+        assert_eq!(parse_entry_name("000000000001.jpg"), Some((1, JPG_EXT)));
+        assert_eq!(
+            parse_entry_name("999999999999.rec"),
+            Some((MAX_ID, REC_EXT))
+        );
+        for stray in [
+            "18446744073709551615.jpg",
+            "1000000000000.rec",
+            "00000000001.jpg",
+        ] {
+            assert_eq!(parse_entry_name(stray), None, "{stray}");
+            assert!(is_stray_entry_name(stray), "{stray}");
+        }
+        assert!(!is_stray_entry_name("notes.txt"));
+        assert!(!is_stray_entry_name("000000000001.jpg"));
     }
 }

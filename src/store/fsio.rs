@@ -3,7 +3,7 @@
 //! [`SpoolError`], a full disk (ENOSPC) to its own variant.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::spool::SpoolError;
@@ -64,6 +64,66 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, dir, e))
+}
+
+/// The lock file in the spool directory: `flock`ed by the process that has the spool open, and
+/// holding its pid (for the message another process gets).
+pub(super) const LOCK_FILE: &str = ".lock";
+
+/// Takes the spool's exclusive lock: `flock(LOCK_EX | LOCK_NB)` on `dir/.lock` (created if
+/// needed), then writes our pid into it. The lock lasts as long as the returned file is open
+/// (the kernel releases it when the process dies, however it dies). Another holder →
+/// [`SpoolError::Locked`] naming its pid.
+#[cfg(unix)]
+pub(super) fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_error(dir, &path, e))?;
+    // SAFETY: the descriptor is open for the duration of the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(SpoolError::Locked {
+                dir: dir.to_path_buf(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        return Err(io_error(dir, &path, e));
+    }
+    let pid = std::process::id();
+    let write = file
+        .set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(format!("{pid}\n").as_bytes()));
+    if let Err(e) = write {
+        // The lock itself is held; only the pid in the message of a second opener is lost.
+        log::warn!(
+            "spool: could not write our pid into {}: {e}",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+/// No `flock` on this platform: the spool is not locked.
+#[cfg(not(unix))]
+pub(super) fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join(LOCK_FILE);
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_error(dir, &path, e))
 }
 
 /// Removes the file at `path`; a file that is not there is not an error.

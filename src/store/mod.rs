@@ -21,6 +21,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::source::Frame;
+pub(crate) use format::crc32;
 pub use index::RejectReason;
 use record::KeptRecord;
 

@@ -18,8 +18,16 @@
 //! so an id is never handed out twice even when the spool was emptied before a restart.
 //!
 //! On open the spool recovers from a crash: `.tmp-*` files and JPEGs without a record are
-//! removed (`discarded_partial`), records that fail to decode or whose JPEG is missing or of the
-//! wrong length are removed with their JPEG (`discarded_corrupt`, with a warning naming the file).
+//! removed (`discarded_partial`). Nothing that might be good is deleted: entries whose record
+//! fails to decode or whose JPEG is missing, of the wrong length or fails its CRC-32 are moved,
+//! both files, to `quarantine/` in the spool directory (`discarded_corrupt`), each file with a
+//! `NAME.reason` text file saying why, and a warning naming it; so are stray files named like
+//! entries but not entries (`18446744073709551615.jpg`: entry names are exactly 12 digits, ids
+//! at most [`MAX_ID`]) and an unreadable or out-of-range `next-id`. `quarantined` counts the
+//! files moved. Entry-named things that are not regular files (a directory) are skipped with a
+//! warning; their id is never handed out.
+//!
+//! Ids never wrap: past [`MAX_ID`], `put` fails with [`SpoolError::IdsExhausted`].
 //!
 //! Size bound: [`SpoolConfig::max_bytes`] bounds the sum of the entries' file sizes. When a new
 //! entry would exceed it, the lowest-valued entries (`scores.value`) are evicted, but only entries
@@ -34,7 +42,10 @@
 //! and the write: that surfaces as [`SpoolError::DiskFull`] from `put`, with nothing partial left
 //! behind.
 //!
-//! One process owns a spool directory at a time (there is no lock file).
+//! One process owns a spool directory at a time: [`Spool::open`] takes an exclusive `flock` on
+//! `.lock` in the directory (writing its pid there) and holds it for the spool's life; a second
+//! open fails with [`SpoolError::Locked`] naming the holder. [`Spool::read_records`] (inspect)
+//! only reads and takes no lock.
 //!
 //! This file is the spool itself (open and recovery, put, ack, read); its parts are siblings:
 //! `format.rs` (record file format, entry names), `index.rs` (the in-memory index and the eviction
@@ -49,8 +60,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::format::{
-    crc32, decode_record, encode_record, entry_file_name, parse_entry_name, DecodedRecord, JPG_EXT,
-    REC_EXT,
+    crc32, decode_record, encode_record, entry_file_name, is_stray_entry_name, parse_entry_name,
+    DecodedRecord, JPG_EXT, REC_EXT,
 };
 use super::fsio::{self, available_bytes, io_error, remove_if_exists, TMP_PREFIX};
 use super::index::{value_key, Entry, Index};
@@ -58,11 +69,15 @@ use super::jpeg;
 use crate::config::KeyError;
 use crate::store::record::KeptRecord;
 
-pub use super::format::RECORD_FORMAT_VERSION;
+pub use super::format::{MAX_ID, RECORD_FORMAT_VERSION};
 pub use super::index::RejectReason;
 pub use super::PutOutcome;
 
 const NEXT_ID_FILE: &str = "next-id";
+/// Where recovery moves what it cannot use but must not delete.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// Extension of the text file next to a quarantined file saying why it is there.
+const REASON_EXT: &str = "reason";
 const FIRST_ID: u64 = 1;
 
 /// Spool settings.
@@ -134,6 +149,12 @@ pub enum SpoolError {
     InvalidFrame { message: String },
     /// JPEG or record encoding failed.
     Encode { message: String },
+    /// Another process has the spool open (it holds the lock on `dir/.lock`).
+    Locked { dir: PathBuf, pid: Option<u32> },
+    /// The spool path exists and is not a directory.
+    NotADirectory { path: PathBuf },
+    /// Every entry id up to [`MAX_ID`] has been handed out; ids never wrap around.
+    IdsExhausted { dir: PathBuf },
 }
 
 impl SpoolError {
@@ -162,6 +183,24 @@ impl fmt::Display for SpoolError {
             SpoolError::NotFound { id } => write!(f, "spool entry {id:012} not found"),
             SpoolError::InvalidFrame { message } => write!(f, "invalid frame for spool: {message}"),
             SpoolError::Encode { message } => write!(f, "spool encoding failed: {message}"),
+            SpoolError::Locked { dir, pid } => {
+                write!(f, "spool {} is in use by ", dir.display())?;
+                match pid {
+                    Some(pid) => write!(f, "process {pid}")?,
+                    None => write!(f, "another process")?,
+                }
+                write!(f, "; one process per spool")
+            }
+            SpoolError::NotADirectory { path } => write!(
+                f,
+                "spool path {} exists and is not a directory",
+                path.display()
+            ),
+            SpoolError::IdsExhausted { dir } => write!(
+                f,
+                "spool {}: entry ids exhausted (the highest is {MAX_ID}); ids never wrap",
+                dir.display()
+            ),
         }
     }
 }
@@ -182,16 +221,19 @@ pub struct RecoveryReport {
     pub kept: usize,
     /// Files of interrupted writes removed: `.tmp-*` files and JPEGs without a record.
     pub discarded_partial: usize,
-    /// Entries removed because the record failed to decode or did not match its JPEG.
+    /// Entries taken out of the spool (into `quarantine/`) because the record failed to decode
+    /// or did not match its JPEG.
     pub discarded_corrupt: usize,
+    /// Files moved to `quarantine/` (damaged entries' files, stray files, a bad `next-id`).
+    pub quarantined: usize,
 }
 
 impl fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} entries kept, {} partial files and {} corrupt entries discarded",
-            self.kept, self.discarded_partial, self.discarded_corrupt
+            "{} entries kept, {} partial files and {} corrupt entries discarded, {} files quarantined",
+            self.kept, self.discarded_partial, self.discarded_corrupt, self.quarantined
         )
     }
 }
@@ -221,6 +263,8 @@ pub struct Spool {
     rec_buf: Vec<u8>,
     /// Bytes available to unprivileged writers on the spool's filesystem (None: unknown).
     free_space: fn(&Path) -> Option<u64>,
+    /// The open `.lock` file whose `flock` makes this process the spool's only user.
+    _lock: fs::File,
 }
 
 impl Spool {
@@ -229,12 +273,14 @@ impl Spool {
     pub fn open(dir: &Path, config: SpoolConfig) -> Result<(Spool, RecoveryReport), SpoolError> {
         config.validate().map_err(SpoolError::Config)?;
         let dir = dir.to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &dir, e))?;
+        ensure_dir(&dir)?;
+        let lock = fsio::lock_dir(&dir)?;
 
         let mut report = RecoveryReport::default();
         let mut removed_any = false;
         let mut records = BTreeSet::new();
         let mut jpegs = BTreeSet::new();
+        let mut strays = Vec::new();
         let mut highest: Option<u64> = None;
         for item in fs::read_dir(&dir).map_err(|e| io_error(&dir, &dir, e))? {
             let item = item.map_err(|e| io_error(&dir, &dir, e))?;
@@ -246,6 +292,14 @@ impl Spool {
             let name = item.file_name();
             let Some(name) = name.to_str() else { continue };
             if !is_file {
+                if let Some((id, _)) = parse_entry_name(name) {
+                    // Never handed out again, so no put trips over it.
+                    highest = highest.max(Some(id));
+                    log::warn!(
+                        "spool: ignoring {}: named like an entry but not a regular file",
+                        path.display()
+                    );
+                }
                 continue;
             }
             if name.starts_with(TMP_PREFIX) {
@@ -262,6 +316,16 @@ impl Spool {
                 } else {
                     jpegs.insert(id);
                 }
+            } else if is_stray_entry_name(name) {
+                strays.push(name.to_string());
+            }
+        }
+        for name in &strays {
+            let reason = format!(
+                "named like a spool entry but entry names are exactly 12 digits (ids 1..={MAX_ID})"
+            );
+            if quarantine(&dir, name, &reason) {
+                report.quarantined += 1;
             }
         }
 
@@ -277,10 +341,23 @@ impl Spool {
             jpeg_buf: Vec::new(),
             rec_buf: Vec::new(),
             free_space: available_bytes,
+            _lock: lock,
         };
-        spool.persisted_next_id = spool.read_next_id_file();
+        match spool.read_next_id_file() {
+            Ok(next) => spool.persisted_next_id = next,
+            Err(reason) => {
+                log::warn!(
+                    "spool: {reason}; ids continue after the highest entry ({})",
+                    highest.map_or(0, |h| h)
+                );
+                if quarantine(&spool.dir, NEXT_ID_FILE, &reason) {
+                    report.quarantined += 1;
+                }
+            }
+        }
+        // `highest` is at most MAX_ID (entry names are 12 digits): no overflow.
         spool.next_id = highest
-            .map_or(FIRST_ID, |h| h.saturating_add(1))
+            .map_or(FIRST_ID, |h| h + 1)
             .max(spool.persisted_next_id)
             .max(FIRST_ID);
 
@@ -300,10 +377,17 @@ impl Spool {
                 Err(reason) => {
                     let rec = spool.entry_path(id, REC_EXT);
                     log::warn!(
-                        "spool: discarding corrupt record {}: {reason}",
+                        "spool: quarantining damaged entry {}: {reason}",
                         rec.display()
                     );
-                    spool.remove_files(id)?;
+                    for ext in [REC_EXT, JPG_EXT] {
+                        let name = entry_file_name(id, ext);
+                        if spool.dir.join(&name).exists()
+                            && quarantine(&spool.dir, &name, &format!("entry {id:012}: {reason}"))
+                        {
+                            report.quarantined += 1;
+                        }
+                    }
                     report.discarded_corrupt += 1;
                     removed_any = true;
                 }
@@ -315,25 +399,34 @@ impl Spool {
         report.kept = spool.index.len();
         spool.recovery = report;
         log::info!(
-            "spool {}: {} entries, {} bytes; recovery removed {} partial and {} corrupt",
+            "spool {}: {} entries, {} bytes; recovery removed {} partial, took out {} corrupt, quarantined {} files",
             spool.dir.display(),
             report.kept,
             spool.index.bytes(),
             report.discarded_partial,
-            report.discarded_corrupt
+            report.discarded_corrupt,
+            report.quarantined
         );
         Ok((spool, report))
     }
 
     /// Reads the records of the complete entries in `dir`, oldest first, without changing
-    /// anything (for `edgesieve inspect`): records that fail to decode or lack their JPEG are
-    /// skipped with a warning.
+    /// anything and without the lock (for `edgesieve inspect`): records that fail to decode or
+    /// whose JPEG is missing or fails its length or CRC-32 check are skipped with a warning, as
+    /// are entry names that are not regular files.
     pub fn read_records(dir: &Path) -> Result<Vec<(u64, KeptRecord)>, SpoolError> {
         let mut ids = BTreeSet::new();
         for item in fs::read_dir(dir).map_err(|e| io_error(dir, dir, e))? {
             let item = item.map_err(|e| io_error(dir, dir, e))?;
             if let Some((id, REC_EXT)) = item.file_name().to_str().and_then(parse_entry_name) {
-                ids.insert(id);
+                if item.file_type().is_ok_and(|t| t.is_file()) {
+                    ids.insert(id);
+                } else {
+                    log::warn!(
+                        "spool: skipping {}: not a regular file",
+                        item.path().display()
+                    );
+                }
             }
         }
         let mut records = Vec::with_capacity(ids.len());
@@ -352,18 +445,39 @@ impl Spool {
                 }
             };
             let jpg = dir.join(entry_file_name(id, JPG_EXT));
-            match fs::metadata(&jpg) {
-                Ok(m) if m.len() == decoded.jpeg_len => records.push((id, decoded.record)),
-                Ok(m) => log::warn!(
-                    "spool: skipping {}: its JPEG is {} bytes, the record says {}",
-                    rec.display(),
-                    m.len(),
-                    decoded.jpeg_len
-                ),
-                Err(e) => log::warn!("spool: skipping {}: {}: {e}", rec.display(), jpg.display()),
+            match check_jpeg(&jpg, &decoded) {
+                Ok(()) => records.push((id, decoded.record)),
+                Err(reason) => log::warn!("spool: skipping {}: {reason}", rec.display()),
             }
         }
         Ok(records)
+    }
+
+    /// The files in `dir/quarantine/` with the reason each was put there, by name (for
+    /// `edgesieve inspect`); empty when there is no quarantine.
+    pub fn read_quarantine(dir: &Path) -> Result<Vec<(String, String)>, SpoolError> {
+        let qdir = dir.join(QUARANTINE_DIR);
+        let items = match fs::read_dir(&qdir) {
+            Ok(items) => items,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error(dir, &qdir, e)),
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let item = item.map_err(|e| io_error(dir, &qdir, e))?;
+            let Some(name) = item.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with(TMP_PREFIX) || name.ends_with(&format!(".{REASON_EXT}")) {
+                continue;
+            }
+            let reason = fs::read_to_string(qdir.join(format!("{name}.{REASON_EXT}")))
+                .map(|r| r.trim().to_string())
+                .unwrap_or_else(|_| "(no reason recorded)".into());
+            out.push((name, reason));
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The spool directory.
@@ -401,6 +515,11 @@ impl Spool {
         width: u32,
         height: u32,
     ) -> Result<PutOutcome, SpoolError> {
+        if self.next_id > MAX_ID {
+            return Err(SpoolError::IdsExhausted {
+                dir: self.dir.clone(),
+            });
+        }
         let (max_side, quality) = (self.config.max_side, self.config.jpeg_quality);
         jpeg::encode(&mut self.jpeg_buf, rgb, width, height, max_side, quality)?;
         encode_record(&mut self.rec_buf, record, &self.jpeg_buf)?;
@@ -510,22 +629,12 @@ impl Spool {
             Err(reason) => return Ok(Err(reason)),
         };
         let jpg_path = self.entry_path(id, JPG_EXT);
-        let jpeg_len = match fs::metadata(&jpg_path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Err("its JPEG is missing".into()))
-            }
-            Err(e) => return Err(self.io_error(&jpg_path, e)),
-        };
-        if jpeg_len != decoded.jpeg_len {
-            return Ok(Err(format!(
-                "its JPEG is {jpeg_len} bytes, the record says {}",
-                decoded.jpeg_len
-            )));
+        if let Err(reason) = check_jpeg(&jpg_path, &decoded) {
+            return Ok(Err(reason));
         }
         Ok(Ok(Entry {
             key: value_key(decoded.record.scores.value),
-            bytes: bytes.len() as u64 + jpeg_len,
+            bytes: bytes.len() as u64 + decoded.jpeg_len,
         }))
     }
 
@@ -586,20 +695,23 @@ impl Spool {
         fsio::sync_dir(&self.dir)
     }
 
-    fn read_next_id_file(&self) -> u64 {
+    /// The persisted next id (0 when there is none); `Err` says why the file is unusable (it is
+    /// then quarantined). `MAX_ID + 1` is valid: every id was handed out.
+    fn read_next_id_file(&self) -> Result<u64, String> {
         let path = self.dir.join(NEXT_ID_FILE);
         match fs::read_to_string(&path) {
             Ok(text) => match text.trim().parse::<u64>() {
-                Ok(n) => n,
-                Err(_) => {
-                    log::warn!("spool: ignoring unreadable {}", path.display());
-                    0
-                }
+                Ok(n) if n <= MAX_ID + 1 => Ok(n),
+                Ok(n) => Err(format!(
+                    "{} holds {n}, above the highest id {MAX_ID}",
+                    path.display()
+                )),
+                Err(_) => Err(format!("{} does not hold a number", path.display())),
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
             Err(e) => {
                 log::warn!("spool: ignoring {}: {e}", path.display());
-                0
+                Ok(0)
             }
         }
     }
@@ -611,6 +723,106 @@ impl Spool {
         self.persisted_next_id = next;
         Ok(())
     }
+}
+
+/// Creates the spool directory if needed; a file (or anything not a directory) in its place is
+/// [`SpoolError::NotADirectory`].
+fn ensure_dir(dir: &Path) -> Result<(), SpoolError> {
+    let not_a_dir = || SpoolError::NotADirectory {
+        path: dir.to_path_buf(),
+    };
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => return Err(not_a_dir()),
+        Err(_) => {}
+    }
+    match fs::create_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(_) if fs::metadata(dir).is_ok_and(|m| !m.is_dir()) => Err(not_a_dir()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(20) => {
+            // EEXIST or ENOTDIR: a file where a parent directory should be.
+            Err(SpoolError::Io {
+                path: dir.to_path_buf(),
+                source: io::Error::new(
+                    e.kind(),
+                    format!(
+                        "a path component of {} is not a directory: {e}",
+                        dir.display()
+                    ),
+                ),
+            })
+        }
+        Err(e) => Err(io_error(dir, dir, e)),
+    }
+}
+
+/// Checks the JPEG at `path` against its record (length, CRC-32); `Err` says what is wrong.
+fn check_jpeg(path: &Path, decoded: &DecodedRecord) -> Result<(), String> {
+    let jpeg = match fs::read(path) {
+        Ok(jpeg) => jpeg,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err("its JPEG is missing".into()),
+        Err(e) => return Err(format!("its JPEG {} cannot be read: {e}", path.display())),
+    };
+    if jpeg.len() as u64 != decoded.jpeg_len {
+        return Err(format!(
+            "its JPEG is {} bytes, the record says {}",
+            jpeg.len(),
+            decoded.jpeg_len
+        ));
+    }
+    let crc = crc32(&jpeg);
+    if crc != decoded.jpeg_crc {
+        return Err(format!(
+            "its JPEG's CRC-32 is {crc:08x}, the record says {:08x}",
+            decoded.jpeg_crc
+        ));
+    }
+    Ok(())
+}
+
+/// Moves the file `name` of the spool directory `dir` to its quarantine with `reason` (see
+/// [`Spool::read_quarantine`]); true when moved. For files the spool's users keep beside it
+/// (the sketch).
+pub fn quarantine_file(dir: &Path, name: &str, reason: &str) -> bool {
+    quarantine(dir, name, reason)
+}
+
+/// Moves `dir/name` to `dir/quarantine/` (under a fresh name if taken) with a `.reason` file
+/// beside it; true when moved. Failures are warnings: the file then stays where it is, unused
+/// (never deleted).
+fn quarantine(dir: &Path, name: &str, reason: &str) -> bool {
+    let qdir = dir.join(QUARANTINE_DIR);
+    if let Err(e) = fs::create_dir_all(&qdir) {
+        log::warn!("spool: cannot quarantine {name}: {}: {e}", qdir.display());
+        return false;
+    }
+    let mut target = name.to_string();
+    let mut n = 1;
+    while qdir.join(&target).exists() || qdir.join(format!("{target}.{REASON_EXT}")).exists() {
+        target = format!("{name}.{n}");
+        n += 1;
+    }
+    let reason_path = qdir.join(format!("{target}.{REASON_EXT}"));
+    if let Err(e) = fsio::write_atomic(&qdir, &reason_path, format!("{reason}\n").as_bytes()) {
+        log::warn!("spool: {e} (quarantining {name} without its reason)");
+    }
+    let from = dir.join(name);
+    if let Err(e) = fs::rename(&from, qdir.join(&target)) {
+        log::warn!(
+            "spool: cannot move {} to quarantine: {e}; left in place, unused",
+            from.display()
+        );
+        let _ = fs::remove_file(&reason_path);
+        return false;
+    }
+    let _ = fsio::sync_dir(&qdir);
+    let _ = fsio::sync_dir(dir);
+    log::warn!(
+        "spool: quarantined {} as {}: {reason}",
+        from.display(),
+        qdir.join(&target).display()
+    );
+    true
 }
 
 #[cfg(test)]
@@ -703,6 +915,7 @@ mod tests {
         let mut names: Vec<String> = fs::read_dir(dir)
             .expect("list")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n != crate::store::fsio::LOCK_FILE && n != QUARANTINE_DIR)
             .collect();
         names.sort();
         names
@@ -1012,11 +1225,27 @@ mod tests {
             RecoveryReport {
                 kept: 1,
                 discarded_partial: 0,
-                discarded_corrupt: 4
+                discarded_corrupt: 4,
+                quarantined: 8,
             }
         );
         assert_eq!(spool.pending().collect::<Vec<_>>(), vec![5]);
         assert_eq!(names(&tmp.0), vec!["000000000005.jpg", "000000000005.rec"]);
+        // Nothing deleted: the damaged entries' files, intact JPEGs included, are in quarantine
+        // with their reasons.
+        let q = Spool::read_quarantine(&tmp.0).expect("quarantine");
+        assert_eq!(q.len(), 8, "{q:?}");
+        assert!(
+            q.iter()
+                .any(|(n, r)| n == "000000000001.jpg" && r.contains("CRC")),
+            "{q:?}"
+        );
+        assert_eq!(
+            fs::read(tmp.0.join("quarantine/000000000004.jpg"))
+                .expect("kept")
+                .len(),
+            jpeg.len() - 10
+        );
         assert!(decode_record(&[0u8; 10]).is_err());
     }
 
@@ -1057,7 +1286,8 @@ mod tests {
             RecoveryReport {
                 kept: 1,
                 discarded_partial: 3,
-                discarded_corrupt: 0
+                discarded_corrupt: 0,
+                quarantined: 0,
             }
         );
         assert_eq!(
@@ -1065,6 +1295,172 @@ mod tests {
             vec!["000000000001.jpg", "000000000001.rec", "notes.txt"]
         );
         assert_eq!(put(&mut spool, 0.5).id(), Some(4), "ids are not reused");
+    }
+
+    #[test]
+    fn a_second_open_is_locked_out_naming_our_pid() {
+        let tmp = TempDir::new("lock");
+        let (spool, _) = Spool::open(&tmp.0, SpoolConfig::default()).expect("open");
+        let err = Spool::open(&tmp.0, SpoolConfig::default()).expect_err("second open");
+        let pid = std::process::id();
+        assert!(
+            matches!(err, SpoolError::Locked { pid: Some(p), .. } if p == pid),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "is in use by process {pid}; one process per spool"
+            )),
+            "{text}"
+        );
+        // Reading (inspect) needs no lock; closing releases it.
+        assert!(Spool::read_records(&tmp.0).is_ok());
+        drop(spool);
+        Spool::open(&tmp.0, SpoolConfig::default()).expect("open after close");
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_directory_is_named() {
+        let tmp = TempDir::new("notadir");
+        fs::create_dir_all(&tmp.0).expect("mkdir");
+        let path = tmp.0.join("spool");
+        fs::write(&path, b"x").expect("write");
+        let err = Spool::open(&path, SpoolConfig::default()).expect_err("a file");
+        assert!(matches!(err, SpoolError::NotADirectory { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "spool path {} exists and is not a directory",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_stray_huge_id_does_not_wrap_ids_around() {
+        let tmp = TempDir::new("wrap-stray");
+        {
+            let mut spool = Spool::open(&tmp.0, SpoolConfig::default()).expect("open").0;
+            put(&mut spool, 0.1);
+            put(&mut spool, 0.2);
+        }
+        fs::copy(
+            tmp.0.join("000000000001.jpg"),
+            tmp.0.join("18446744073709551615.jpg"),
+        )
+        .expect("copy");
+        let mut spool = Spool::open(&tmp.0, SpoolConfig::default())
+            .expect("reopen")
+            .0;
+        assert_eq!(spool.recovery_report().quarantined, 1);
+        assert_eq!(put(&mut spool, 0.3).id(), Some(3));
+        assert_eq!(values(&spool), vec![0.1, 0.2, 0.3], "nothing overwritten");
+        let q = Spool::read_quarantine(&tmp.0).expect("quarantine");
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].0, "18446744073709551615.jpg");
+    }
+
+    #[test]
+    fn a_huge_next_id_is_quarantined_and_ids_continue() {
+        let tmp = TempDir::new("wrap-nextid");
+        {
+            let mut spool = Spool::open(&tmp.0, SpoolConfig::default()).expect("open").0;
+            put(&mut spool, 0.1);
+            put(&mut spool, 0.2);
+        }
+        fs::write(tmp.0.join(NEXT_ID_FILE), format!("{}\n", u64::MAX)).expect("write");
+        let mut spool = Spool::open(&tmp.0, SpoolConfig::default())
+            .expect("reopen")
+            .0;
+        assert_eq!(spool.recovery_report().quarantined, 1);
+        for want in 3..=5 {
+            assert_eq!(put(&mut spool, 0.5).id(), Some(want));
+        }
+        assert_eq!(values(&spool), vec![0.1, 0.2, 0.5, 0.5, 0.5]);
+        assert!(!tmp.0.join(NEXT_ID_FILE).exists());
+    }
+
+    #[test]
+    fn ids_are_exhausted_not_wrapped() {
+        let tmp = TempDir::new("exhausted");
+        {
+            let mut spool = Spool::open(&tmp.0, SpoolConfig::default()).expect("open").0;
+            put(&mut spool, 0.1);
+        }
+        fs::write(tmp.0.join(NEXT_ID_FILE), format!("{MAX_ID}\n")).expect("write");
+        let mut spool = Spool::open(&tmp.0, SpoolConfig::default())
+            .expect("reopen")
+            .0;
+        assert_eq!(put(&mut spool, 0.2).id(), Some(MAX_ID));
+        let err = spool
+            .put(&record(0, 0.3), &frame(64, 48), 64, 48)
+            .expect_err("exhausted");
+        assert!(matches!(err, SpoolError::IdsExhausted { .. }), "{err:?}");
+        assert_eq!(values(&spool), vec![0.1, 0.2]);
+        // Acking all and reopening does not restart at 1 either.
+        assert!(spool.ack(1).expect("ack"));
+        assert!(spool.ack(MAX_ID).expect("ack"));
+        drop(spool);
+        let mut spool = Spool::open(&tmp.0, SpoolConfig::default())
+            .expect("reopen")
+            .0;
+        assert!(spool.put(&record(0, 0.3), &frame(64, 48), 64, 48).is_err());
+    }
+
+    #[test]
+    fn a_jpeg_corrupted_in_place_is_quarantined_and_not_listed() {
+        let tmp = TempDir::new("jpegcrc");
+        {
+            let mut spool = Spool::open(&tmp.0, SpoolConfig::default()).expect("open").0;
+            put(&mut spool, 0.1);
+            put(&mut spool, 0.2);
+        }
+        let jpg = tmp.0.join("000000000001.jpg");
+        let mut jpeg = fs::read(&jpg).expect("read");
+        let mid = jpeg.len() / 2;
+        jpeg[mid] ^= 0x01;
+        fs::write(&jpg, &jpeg).expect("write");
+        let listed = Spool::read_records(&tmp.0).expect("read_records");
+        assert_eq!(
+            listed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![2]
+        );
+        let spool = Spool::open(&tmp.0, SpoolConfig::default())
+            .expect("reopen")
+            .0;
+        let report = spool.recovery_report();
+        assert_eq!(
+            (report.kept, report.discarded_corrupt, report.quarantined),
+            (1, 1, 2)
+        );
+        assert_eq!(
+            fs::read(tmp.0.join("quarantine/000000000001.jpg")).expect("kept"),
+            jpeg
+        );
+    }
+
+    #[test]
+    fn a_directory_named_like_a_record_is_skipped() {
+        let tmp = TempDir::new("dirrec");
+        {
+            let mut spool = Spool::open(&tmp.0, SpoolConfig::default()).expect("open").0;
+            put(&mut spool, 0.1);
+        }
+        fs::create_dir(tmp.0.join("000000000002.rec")).expect("mkdir");
+        let listed = Spool::read_records(&tmp.0).expect("read_records");
+        assert_eq!(
+            listed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![1]
+        );
+        let mut spool = Spool::open(&tmp.0, SpoolConfig::default())
+            .expect("reopen")
+            .0;
+        assert_eq!(
+            put(&mut spool, 0.2).id(),
+            Some(3),
+            "id 2 is taken by the directory"
+        );
     }
 
     #[test]

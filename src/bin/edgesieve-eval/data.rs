@@ -1,10 +1,8 @@
-//! The eval's inputs besides the model: clip ranges (clips.json), KITTI labels
-//! (annotations.json), and the independent frame descriptor.
+//! The eval's inputs besides the model: clip ranges (clips.json) and the independent frame
+//! descriptor. (KITTI labels, annotations.json, are read by [`crate::coco`].)
 
-use crate::metrics::GtBox;
 use edgesieve::source::Frame;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::path::Path;
 
 /// Grid of the independent descriptor: 16 × 9 cells (the 16:9 frame in 40 × 40 px cells).
@@ -98,127 +96,10 @@ pub fn clip_of(clips: &[Clip], number: u64) -> Option<usize> {
         .position(|c| (c.first_frame..=c.last_frame).contains(&number))
 }
 
-/// Labeled boxes per image file name, classes mapped to model class ids.
-pub struct Labels {
-    pub by_file: HashMap<String, Vec<GtBox>>,
-    /// Model class ids that the labels cover (car, truck, person, train).
-    pub labeled_classes: Vec<u16>,
-    /// KITTI category → COCO class name (None: ignored), as used.
-    pub mapping: Vec<(String, Option<String>)>,
-    pub boxes: usize,
-    pub ignored_boxes: usize,
-}
-
-#[derive(Deserialize)]
-struct Coco {
-    images: Vec<CocoImage>,
-    annotations: Vec<CocoAnnotation>,
-    categories: Vec<CocoCategory>,
-}
-
-#[derive(Deserialize)]
-struct CocoImage {
-    id: u64,
-    file_name: String,
-}
-
-#[derive(Deserialize)]
-struct CocoAnnotation {
-    image_id: u64,
-    category_id: u64,
-    bbox: [f32; 4],
-}
-
-#[derive(Deserialize)]
-struct CocoCategory {
-    id: u64,
-    name: String,
-    #[serde(default)]
-    coco_equivalent: Option<String>,
-}
-
-/// The COCO class a KITTI category counts as: Car/Van → car, Truck → truck,
-/// Pedestrian/Person_sitting/Cyclist → person, Tram → train, anything else (Misc) → none. The
-/// file's own `coco_equivalent` hint must agree when present (its first word: the Cyclist hint
-/// reads "person (rider; …)").
-fn coco_class(category: &str, hint: Option<&str>) -> Option<&'static str> {
-    let fixed = match category {
-        "Car" | "Van" => Some("car"),
-        "Truck" => Some("truck"),
-        "Pedestrian" | "Person_sitting" | "Cyclist" => Some("person"),
-        "Tram" => Some("train"),
-        _ => None,
-    };
-    let hinted = hint.and_then(|h| h.split_whitespace().next());
-    match (fixed, hinted) {
-        (Some(f), Some(h)) if f != h => None,
-        (f, _) => f,
-    }
-}
-
-pub fn load_labels(path: &Path, classes: &[String]) -> Result<Labels, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let coco: Coco = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not COCO-style annotations: {e}", path.display()))?;
-    let class_id = |name: &str| classes.iter().position(|c| c == name).map(|i| i as u16);
-    let mut cat: HashMap<u64, Option<u16>> = HashMap::new();
-    let mut mapping = Vec::new();
-    let mut labeled_classes = Vec::new();
-    for c in &coco.categories {
-        let coco_name = coco_class(&c.name, c.coco_equivalent.as_deref());
-        let id = coco_name.and_then(class_id);
-        if let Some(id) = id {
-            if !labeled_classes.contains(&id) {
-                labeled_classes.push(id);
-            }
-        }
-        mapping.push((c.name.clone(), id.and(coco_name.map(str::to_string))));
-        cat.insert(c.id, id);
-    }
-    let file_of: HashMap<u64, String> = coco
-        .images
-        .iter()
-        .map(|i| {
-            let base = i.file_name.rsplit('/').next().unwrap_or(&i.file_name);
-            (i.id, base.to_string())
-        })
-        .collect();
-    let mut by_file: HashMap<String, Vec<GtBox>> =
-        file_of.values().map(|f| (f.clone(), Vec::new())).collect();
-    let (mut boxes, mut ignored_boxes) = (0, 0);
-    for a in &coco.annotations {
-        let Some(file) = file_of.get(&a.image_id) else {
-            return Err(format!(
-                "{}: annotation for unknown image id {}",
-                path.display(),
-                a.image_id
-            ));
-        };
-        match cat.get(&a.category_id).copied().flatten() {
-            Some(class) => {
-                let [x, y, w, h] = a.bbox;
-                by_file.entry(file.clone()).or_default().push(GtBox {
-                    class,
-                    bbox: [x, y, x + w, y + h],
-                });
-                boxes += 1;
-            }
-            None => ignored_boxes += 1,
-        }
-    }
-    Ok(Labels {
-        by_file,
-        labeled_classes,
-        mapping,
-        boxes,
-        ignored_boxes,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coco::{self, coco_class};
 
     fn frame(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Frame {
         let mut rgb = Vec::new();
@@ -298,5 +179,46 @@ mod tests {
         assert_eq!(coco_class("Tram", None), Some("train"));
         assert_eq!(coco_class("Misc", None), None);
         assert_eq!(coco_class("Truck", Some("bus")), None);
+    }
+
+    #[test]
+    fn labels_parse_with_either_category_mapping() {
+        let text = r#"{
+            "images": [{"id": 1, "file_name": "images/000001.png"}, {"id": 2, "file_name": "000002.png"}],
+            "categories": [{"id": 1, "name": "Car", "coco_equivalent": "car"}, {"id": 2, "name": "Van"},
+                           {"id": 3, "name": "Misc"}],
+            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [10, 20, 30, 40]},
+                            {"image_id": 1, "category_id": 2, "bbox": [0, 0, 5, 5]},
+                            {"image_id": 1, "category_id": 3, "bbox": [0, 0, 1, 1]}]
+        }"#;
+        let classes: Vec<String> = ["person", "bicycle", "car"].map(String::from).to_vec();
+        let l = coco::parse_labels(text, "t.json", &classes, coco_class).unwrap();
+        assert_eq!((l.boxes, l.ignored_boxes), (2, 1));
+        assert_eq!(l.labeled_classes, vec![2]);
+        assert_eq!(
+            l.by_file["000001.png"][0],
+            coco::GtBox {
+                class: 2,
+                bbox: [10.0, 20.0, 40.0, 60.0]
+            }
+        );
+        assert!(l.by_file["000002.png"].is_empty());
+        assert_eq!(l.mapping[2], ("Misc".to_string(), None));
+        // The detector test counts only the category named "Car": the Van box is ignored.
+        let only_car = |c: &str, _: Option<&str>| (c == "Car").then_some("car");
+        let l = coco::parse_labels(text, "t.json", &classes, only_car).unwrap();
+        assert_eq!((l.boxes, l.ignored_boxes), (1, 2));
+        assert_eq!(l.by_file["000001.png"].len(), 1);
+        let bad = text.replace(
+            r#""image_id": 1, "category_id": 3"#,
+            r#""image_id": 9, "category_id": 3"#,
+        );
+        let e = coco::parse_labels(&bad, "t.json", &classes, coco_class)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("t.json") && e.contains("unknown image id 9"),
+            "{e}"
+        );
     }
 }

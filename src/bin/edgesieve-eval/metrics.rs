@@ -2,6 +2,7 @@
 //! greedy k-centre), detection-error matching and error capture of a ranking. Pure functions
 //! on plain vectors, so every figure the eval prints can be checked by hand.
 
+use crate::coco::GtBox;
 use edgesieve::detect::postprocess::iou;
 use edgesieve::util::rng::SplitMix64;
 
@@ -225,14 +226,6 @@ pub fn mean_over(values: &[f32], selected: &[usize]) -> f64 {
 
 // ---------------------------------------------------------------------------------------------
 // Detection errors
-
-/// A labeled box, class as a model class id.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GtBox {
-    pub class: u16,
-    /// x1, y1, x2, y2 in frame pixels.
-    pub bbox: [f32; 4],
-}
 
 /// A detection reduced to what matching needs.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -41,4 +41,3 @@ impl SlidingSum {
         self.sums[slot] = self.sums[slot].saturating_add(amount);
     }
 }
-

@@ -89,11 +89,11 @@ mod caps;
 mod config;
 
 use crate::config::KeyError;
+use crate::store::record::{FrameScores, Reason};
+use crate::util::rng::SplitMix64;
 use caps::SlidingSum;
 use config::invalid;
 pub use config::{PolicyConfig, TriggerConfig};
-use crate::store::record::{FrameScores, Reason};
-use crate::util::rng::SplitMix64;
 
 /// Number of recent values the adaptive threshold is taken from.
 pub const WINDOW: usize = 512;

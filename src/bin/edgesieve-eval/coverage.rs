@@ -1,0 +1,448 @@
+//! Part 1, coverage and redundancy of the selection on drive-tmo324-lane-detecting, beside
+//! baselines of the same size; with part 4 (the cost of selecting, from the same replay) and
+//! part 5 (the report folder: timeline.svg and contact_sheet.jpg).
+
+use crate::data::{self, Clip};
+use crate::metrics::{self, Coverage};
+use crate::replay::{new_pipeline, replay};
+use crate::{data_dir, open_source, report, verdict, Options, Out, TMO_DIR};
+use edgesieve::run::pipeline::{FrameOutcome, Pipeline};
+use edgesieve::run::ReasonCounts;
+use edgesieve::source::Frame;
+use edgesieve::store::Discard;
+use edgesieve::util::rng::SplitMix64;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// tmo324 frames are 1/15 s apart (most clips; the rural ones are 1/10 s).
+const TMO_FPS: f64 = 15.0;
+const RANDOM_SEEDS: u64 = 10;
+/// Most thumbnails on the contact sheet.
+const SHEET_MAX: usize = 500;
+
+/// What is recorded of one frame of a replay.
+struct FrameRecord {
+    name: String,
+    embedding: Vec<f32>,
+    descriptor: Vec<f32>,
+    uncertainty: f32,
+    novelty: f32,
+    value: f32,
+    threshold: f32,
+    kept: bool,
+    detect: Duration,
+    select: Duration,
+}
+
+fn record(pipeline: &Pipeline<Discard>, frame: &Frame, o: &FrameOutcome) -> FrameRecord {
+    FrameRecord {
+        name: frame.name.clone(),
+        embedding: pipeline.selector().embedding().to_vec(),
+        descriptor: data::descriptor(frame),
+        uncertainty: o.uncertainty.value,
+        novelty: o.decision.scores.novelty,
+        value: o.decision.scores.value,
+        threshold: o.decision.scores.threshold,
+        kept: o.stored,
+        detect: o.detect_time,
+        select: o.select_time,
+    }
+}
+
+pub struct TmoRun {
+    frames: Vec<FrameRecord>,
+    clips: Vec<Clip>,
+    /// Clip index of each frame (clips.len() for a frame outside every clip).
+    clip_of: Vec<usize>,
+    thumbs: Vec<image::RgbImage>,
+    /// Kept frames by reason.
+    reasons: ReasonCounts,
+    wall: Duration,
+}
+
+pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
+    let dir = data_dir(&opts.data, &format!("{TMO_DIR}/frames"))?;
+    let clips = data::load_clips(&opts.data.join(TMO_DIR).join("clips.json"))?;
+    let pipeline = new_pipeline(opts)?;
+    let mut source = open_source(&dir, TMO_FPS)?;
+    eprintln!("part 1: replaying {} …", source.describe());
+    let mut frames = Vec::with_capacity(source.len_hint().unwrap_or(0));
+    let mut thumbs = Vec::new();
+    let start_ms = opts.config.input.start_ms;
+    let summary = replay(pipeline, source.as_mut(), start_ms, |pipeline, frame, o| {
+        if o.stored && thumbs.len() < SHEET_MAX {
+            if let Some(t) = report::thumbnail(frame) {
+                thumbs.push(t);
+            }
+        }
+        frames.push(record(pipeline, frame, o));
+    })?;
+    if frames.is_empty() {
+        return Err(format!("{}: no frame could be decoded", dir.display()));
+    }
+    let clip_of = frames
+        .iter()
+        .map(|f| {
+            data::frame_number(&f.name)
+                .and_then(|n| data::clip_of(&clips, n))
+                .unwrap_or(clips.len())
+        })
+        .collect();
+    Ok(TmoRun {
+        frames,
+        clips,
+        clip_of,
+        thumbs,
+        reasons: summary.tally.reasons,
+        wall: summary.elapsed,
+    })
+}
+
+/// The figures of one selection.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    k: f64,
+    emb: Coverage,
+    desc: Coverage,
+    redundancy: f64,
+    clips: f64,
+    uncertainty: f64,
+}
+
+impl Figures {
+    fn add(&mut self, o: &Figures) {
+        self.k += o.k;
+        self.emb.mean += o.emb.mean;
+        self.emb.max += o.emb.max;
+        self.desc.mean += o.desc.mean;
+        self.desc.max += o.desc.max;
+        self.redundancy += o.redundancy;
+        self.clips += o.clips;
+        self.uncertainty += o.uncertainty;
+    }
+
+    fn scaled(&self, s: f64) -> Figures {
+        Figures {
+            k: self.k * s,
+            emb: Coverage {
+                mean: self.emb.mean * s,
+                max: self.emb.max * s,
+            },
+            desc: Coverage {
+                mean: self.desc.mean * s,
+                max: self.desc.max * s,
+            },
+            redundancy: self.redundancy * s,
+            clips: self.clips * s,
+            uncertainty: self.uncertainty * s,
+        }
+    }
+}
+
+struct Spaces<'a> {
+    emb: &'a [Vec<f32>],
+    desc: &'a [Vec<f32>],
+    uncertainty: &'a [f32],
+    clip_of: &'a [usize],
+    tau: f32,
+}
+
+fn figures(s: &Spaces, selected: &[usize]) -> Figures {
+    Figures {
+        k: selected.len() as f64,
+        emb: metrics::coverage(s.emb, selected),
+        desc: metrics::coverage(s.desc, selected),
+        redundancy: metrics::redundancy(s.desc, selected, s.tau),
+        clips: metrics::groups_covered(selected, s.clip_of) as f64,
+        uncertainty: metrics::mean_over(s.uncertainty, selected),
+    }
+}
+
+fn figures_row(name: &str, f: &Figures, whole: bool) -> String {
+    let k = if (f.k - f.k.round()).abs() < 1e-9 {
+        format!("{}", f.k as u64)
+    } else {
+        format!("{:.1}", f.k)
+    };
+    let clips = if (f.clips - f.clips.round()).abs() < 1e-9 {
+        format!("{}", f.clips as u64)
+    } else {
+        format!("{:.1}", f.clips)
+    };
+    format!(
+        "  {name:<22} {k:>5}  {:>7.4} {:>7.4}   {:>7.4} {:>7.4}   {:>9}   {clips:>5}  {:>8.3}",
+        f.emb.mean,
+        f.emb.max,
+        f.desc.mean,
+        f.desc.max,
+        if whole {
+            "-".to_string()
+        } else {
+            format!("{:.1}%", f.redundancy * 100.0)
+        },
+        f.uncertainty
+    )
+}
+
+pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
+    let n = run.frames.len();
+    let emb: Vec<Vec<f32>> = run.frames.iter().map(|f| f.embedding.clone()).collect();
+    let desc: Vec<Vec<f32>> = run.frames.iter().map(|f| f.descriptor.clone()).collect();
+    let unc: Vec<f32> = run.frames.iter().map(|f| f.uncertainty).collect();
+    let pairs = (1..n)
+        .filter(|&i| run.clip_of[i] == run.clip_of[i - 1])
+        .count();
+    let tau = metrics::consecutive_median(&desc, &run.clip_of).unwrap_or(0.0);
+    let s = Spaces {
+        emb: &emb,
+        desc: &desc,
+        uncertainty: &unc,
+        clip_of: &run.clip_of,
+        tau,
+    };
+    let ours: Vec<usize> = (0..n).filter(|&i| run.frames[i].kept).collect();
+    let k = ours.len();
+    let clips_total = run.clips.len();
+
+    out.line("");
+    out.line(format!(
+        "== 1. Coverage and redundancy: {TMO_DIR} ({n} frames, {clips_total} clips), target keep ratio {:.2}%",
+        opts.ratio * 100.0
+    ));
+    out.line(format!(
+        "independent descriptor: 16x9 RGB thumbnail by area averaging, minus its mean, L2-normalised (432-d, Euclidean); \
+         near-duplicate = descriptor distance < tau = {tau:.4} = median distance between consecutive frames of a clip ({pairs} pairs)"
+    ));
+    out.line(
+        "embedding: the pipeline's 64-d unit-norm projected embedding (Euclidean, as the sketch's novelty)",
+    );
+    let r = &run.reasons;
+    out.line(format!(
+        "pipeline kept {k} of {n} ({:.2}%): reasons value {}, explore {}, trigger {}, rare class {}",
+        100.0 * k as f64 / n as f64,
+        r.value,
+        r.explore,
+        r.trigger,
+        r.rare_class
+    ));
+    if k == 0 {
+        out.line("nothing kept: no coverage figures");
+        return;
+    }
+
+    let pipeline = figures(&s, &ours);
+    let mut random = Figures::default();
+    for seed in 0..RANDOM_SEEDS {
+        let mut rng = SplitMix64::new(opts.seed.wrapping_add(seed));
+        let sel = metrics::random_selection(n, k, &mut rng);
+        random.add(&figures(&s, &sel));
+    }
+    let random = random.scaled(1.0 / RANDOM_SEEDS as f64);
+    let uniform_sel = metrics::uniform_selection(n, k);
+    let uniform = figures(&s, &uniform_sel);
+    let kc_emb_sel = metrics::greedy_k_centre(&emb, k, 0);
+    let kc_emb = figures(&s, &kc_emb_sel);
+    let kc_desc = figures(&s, &metrics::greedy_k_centre(&desc, k, 0));
+    let km_emb = metrics::greedy_k_median(&emb, k).map(|sel| figures(&s, &sel));
+    let all: Vec<usize> = (0..n).collect();
+    let mut everything = figures(&s, &all);
+    everything.redundancy = 0.0;
+
+    out.line("");
+    out.line("                                 embedding cov.    descriptor cov.                       mean");
+    out.line("  selection                  k     mean     max      mean     max   redundancy  clips  uncert.");
+    out.line(figures_row("pipeline", &pipeline, false));
+    out.line(figures_row(
+        &format!("random ({RANDOM_SEEDS} seeds, mean)"),
+        &random,
+        false,
+    ));
+    out.line(figures_row("uniform in time", &uniform, false));
+    out.line(figures_row("k-centre, embedding", &kc_emb, false));
+    out.line(figures_row("k-centre, descriptor", &kc_desc, false));
+    if let Some(km) = &km_emb {
+        out.line(figures_row("k-median, embedding", km, false));
+    }
+    out.line(figures_row("(all frames)", &everything, true));
+    out.line(format!(
+        "  coverage = distance from every frame to its nearest selected frame; clips of {clips_total}; \
+         k-centre = offline farthest-first traversal from frame 0 (sees all frames; minimises the max)"
+    ));
+    out.line(
+        "  k-median = offline greedy that minimises the mean distance (the reference for mean coverage)",
+    );
+    out.line("");
+    out.line(
+        "  per clip        frames  kept: pipeline uniform k-centre   mean uncert. (=0)  mean novelty  mean value",
+    );
+    for (c, clip) in run.clips.iter().enumerate() {
+        let members: Vec<usize> = (0..n).filter(|&i| run.clip_of[i] == c).collect();
+        let count = |sel: &[usize]| sel.iter().filter(|&&i| run.clip_of[i] == c).count();
+        let m = members.len().max(1) as f64;
+        let mean = |f: &dyn Fn(&FrameRecord) -> f32| {
+            members
+                .iter()
+                .map(|&i| f(&run.frames[i]) as f64)
+                .sum::<f64>()
+                / m
+        };
+        let zero = members
+            .iter()
+            .filter(|&&i| run.frames[i].uncertainty == 0.0)
+            .count() as f64
+            / m;
+        out.line(format!(
+            "  {:<15} {:>6}  {:>14} {:>7} {:>8}   {:>12.3} ({:>3.0}%) {:>12.3} {:>11.3}",
+            clip.clip,
+            members.len(),
+            count(&ours),
+            count(&uniform_sel),
+            count(&kc_emb_sel),
+            mean(&|f| f.uncertainty),
+            zero * 100.0,
+            mean(&|f| f.novelty),
+            mean(&|f| f.value)
+        ));
+    }
+
+    out.line("");
+    out.line("targets:");
+    let ratio_kc = pipeline.emb.mean / kc_emb.emb.mean;
+    out.line(format!(
+        "  embedding coverage pipeline / k-centre      {:>7.3}   target <= 1.20   {}",
+        ratio_kc,
+        verdict(ratio_kc <= 1.2)
+    ));
+    out.line(format!(
+        "    (for reference: max coverage pipeline / k-centre {:.3}{})",
+        pipeline.emb.max / kc_emb.emb.max,
+        match &km_emb {
+            Some(km) => format!(
+                "; mean coverage pipeline / k-median {:.3}",
+                pipeline.emb.mean / km.emb.mean
+            ),
+            None => String::new(),
+        }
+    ));
+    let impr = (uniform.emb.mean - pipeline.emb.mean) / uniform.emb.mean;
+    let impr_desc = (uniform.desc.mean - pipeline.desc.mean) / uniform.desc.mean;
+    out.line(format!(
+        "  improvement over uniform (embedding)        {:>6.1}%   target >= 25%    {}   (descriptor space: {:.1}%; random: {:.1}%)",
+        impr * 100.0,
+        verdict(impr >= 0.25),
+        impr_desc * 100.0,
+        (uniform.emb.mean - random.emb.mean) / uniform.emb.mean * 100.0
+    ));
+    if uniform.redundancy > 0.0 {
+        let r = pipeline.redundancy / uniform.redundancy;
+        out.line(format!(
+            "  redundancy pipeline / uniform               {:>7.3}   target <= 0.333  {}   ({:.1}% vs {:.1}%)",
+            r,
+            verdict(r <= 1.0 / 3.0),
+            pipeline.redundancy * 100.0,
+            uniform.redundancy * 100.0
+        ));
+    } else {
+        out.line(format!(
+            "  redundancy pipeline / uniform                   n/a   target <= 0.333  {}   (uniform has none; pipeline {:.1}%)",
+            verdict(pipeline.redundancy == 0.0),
+            pipeline.redundancy * 100.0
+        ));
+    }
+    let kept_ratio = k as f64 / n as f64;
+    let off = (kept_ratio - opts.ratio) / opts.ratio;
+    out.line(format!(
+        "  kept ratio {:.2}% vs target {:.2}%           {:>+6.1}%   target within ±10%  {}",
+        kept_ratio * 100.0,
+        opts.ratio * 100.0,
+        off * 100.0,
+        verdict(off.abs() <= 0.1)
+    ));
+}
+
+pub fn cost_table(run: &TmoRun, out: &mut Out) {
+    let n = run.frames.len() as f64;
+    let detect: f64 = run
+        .frames
+        .iter()
+        .map(|f| f.detect.as_secs_f64())
+        .sum::<f64>()
+        / n;
+    let select: f64 = run
+        .frames
+        .iter()
+        .map(|f| f.select.as_secs_f64())
+        .sum::<f64>()
+        / n;
+    let max_select = run
+        .frames
+        .iter()
+        .map(|f| f.select.as_secs_f64())
+        .fold(0.0, f64::max);
+    out.line("");
+    out.line(format!(
+        "== 4. Cost ({TMO_DIR} run, {} frames)",
+        run.frames.len()
+    ));
+    out.line(format!(
+        "  detect (preprocess + inference + decode)   {:>9.2} ms/frame",
+        detect * 1e3
+    ));
+    out.line(format!(
+        "  select (scores, embedding, sketch, policy) {:>9.1} µs/frame (max {:.1} µs) = {:.3}% of detect   target < 2%   {}",
+        select * 1e6,
+        max_select * 1e6,
+        select / detect * 100.0,
+        verdict(select / detect < 0.02)
+    ));
+    out.line(format!(
+        "  throughput {:.1} frames/s end to end (JPEG decode and the eval's bookkeeping included), {:.1} frames/s detect + select",
+        n / run.wall.as_secs_f64().max(1e-9),
+        1.0 / (detect + select).max(1e-12)
+    ));
+}
+
+pub fn write_report(opts: &Options, run: &TmoRun) -> Result<Vec<PathBuf>, String> {
+    let dir = &opts.report;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create report folder {}: {e}", dir.display()))?;
+    let u: Vec<f32> = run.frames.iter().map(|f| f.uncertainty).collect();
+    let nov: Vec<f32> = run.frames.iter().map(|f| f.novelty).collect();
+    let thr: Vec<f32> = run.frames.iter().map(|f| f.threshold).collect();
+    let val: Vec<f32> = run.frames.iter().map(|f| f.value).collect();
+    let kept: Vec<bool> = run.frames.iter().map(|f| f.kept).collect();
+    let clips: Vec<(usize, String)> = run
+        .clips
+        .iter()
+        .enumerate()
+        .filter_map(|(c, clip)| {
+            run.clip_of
+                .iter()
+                .position(|&x| x == c)
+                .map(|i| (i, clip.clip.clone()))
+        })
+        .collect();
+    let title = format!(
+        "{TMO_DIR}: {} frames, {} kept at target {:.2}%",
+        run.frames.len(),
+        kept.iter().filter(|k| **k).count(),
+        opts.ratio * 100.0
+    );
+    let svg = report::timeline_svg(&report::Timeline {
+        title: &title,
+        uncertainty: &u,
+        novelty: &nov,
+        threshold: &thr,
+        value: &val,
+        kept: &kept,
+        clips: &clips,
+    });
+    let svg_path = dir.join("timeline.svg");
+    std::fs::write(&svg_path, svg)
+        .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
+    let sheet_path = dir.join("contact_sheet.jpg");
+    report::contact_sheet(&run.thumbs)
+        .save(&sheet_path)
+        .map_err(|e| format!("cannot write {}: {e}", sheet_path.display()))?;
+    Ok(vec![svg_path, sheet_path])
+}
