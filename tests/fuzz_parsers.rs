@@ -35,6 +35,7 @@
 //! Per target one summary line starting with `FUZZ ` (executions, distinct outcomes, crashes,
 //! findings). `scripts/fuzz [SECONDS]` runs the four targets for longer, optimised.
 
+use edgesieve::util::testing::TempDir;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::backtrace::Backtrace;
 use std::borrow::Cow;
@@ -389,36 +390,6 @@ fn crash_dir() -> PathBuf {
         target
     };
     target.join("fuzz-crashes")
-}
-
-/// A fresh directory removed on drop; under /dev/shm when there is one (the spool fsyncs: on a
-/// disk that would measure the disk, not the parsers).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = base.join(format!(
-            "edgesieve-fuzz-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 // ------------------------------------------------------------------------------------------------

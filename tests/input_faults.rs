@@ -1,14 +1,14 @@
 //! Faults of the input and of its settings: a y4m stream on a FIFO that stops sending still
 //! honours SIGTERM, and an absurd thread count is refused up front.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{edgesieve, temp_dir};
+use common::{edgesieve, temp_dir, wait_with_timeout, Watched};
 
 const FRAMES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -20,17 +20,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refusing a bad setting happens before any model is loaded.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
 
 /// One 4:2:0 frame of `w` x `h` with textured luma (not uniform, not a repeat of the last one).
 fn frame_planes(w: usize, h: usize, seed: u32) -> Vec<u8> {
@@ -72,61 +61,19 @@ fn sigterm_while_a_fifo_is_silent_exits_0_with_the_summary() {
         drop(w);
     });
 
-    let mut child = edgesieve()
-        .args(["run", "--input"])
+    let mut cmd = edgesieve();
+    cmd.args(["run", "--input"])
         .arg(&fifo)
         .arg("--spool")
         .arg(dir.join("spool"))
-        .env("EDGESIEVE_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = tx.send(line);
-        }
-        all
-    });
-    let mut stdout = child.stdout.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
+        .env("EDGESIEVE_LOG", "trace");
+    let mut run = Watched::spawn(cmd);
+    let pid = run.pid();
 
     // Wait until both frames went through (the pipeline traces each frame by name).
-    let deadline = Instant::now() + START_TIMEOUT;
-    let mut second_done = false;
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.contains("frame cam.y4m#1 ") => {
-                second_done = true;
-                break;
-            }
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    if !second_done {
-        let _ = child.kill();
-        let _ = child.wait();
+    if !run.wait_for_line("frame cam.y4m#1 ", START_TIMEOUT) {
         let _ = hold_tx.send(());
-        panic!(
-            "the two frames were not processed:\n{}",
-            reader.join().unwrap()
-        );
+        panic!("the two frames were not processed:\n{}", run.kill());
     }
     // Now the run waits on a FIFO that sends nothing more.
     std::thread::sleep(Duration::from_millis(500));
@@ -136,18 +83,15 @@ fn sigterm_while_a_fifo_is_silent_exits_0_with_the_summary() {
         .unwrap();
     assert!(kill.success());
     let sent = Instant::now();
-    let status = wait_with_timeout(&mut child, STOP_TIMEOUT);
+    let status = run.wait(STOP_TIMEOUT);
     let _ = hold_tx.send(());
     let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
         panic!(
             "still running {STOP_TIMEOUT:?} after SIGTERM with a silent FIFO:\n{}",
-            reader.join().unwrap()
+            run.kill()
         );
     };
-    let log = reader.join().unwrap();
-    let stdout = out_reader.join().unwrap();
+    let (log, stdout) = run.output();
     writer.join().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}; log:\n{log}");
     assert!(log.contains("SIGTERM"), "{log}");

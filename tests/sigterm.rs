@@ -2,14 +2,12 @@
 //! the frame in hand, keeps every spool entry whole, saves the sketch, prints the summary and
 //! exits 0.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{edgesieve, temp_dir};
+use common::{edgesieve, temp_dir, Watched};
 
 const FRAMES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -18,17 +16,6 @@ const FRAMES: &str = concat!(
 /// Generous: under qemu-user the model takes tens of seconds to load and a frame seconds.
 const START_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
 
 /// The number before `label` in the summary line ("12 frames seen, 3 kept ...").
 fn count_before(summary: &str, label: &str) -> u64 {
@@ -54,61 +41,20 @@ fn stop_cleanly_on(signal: &str) {
     )
     .unwrap();
 
-    let mut child = edgesieve()
-        .args(["run", "--input", FRAMES, "--spool"])
+    let mut cmd = edgesieve();
+    cmd.args(["run", "--input", FRAMES, "--spool"])
         .arg(&spool)
         .arg("--config")
         .arg(&config)
-        .env("EDGESIEVE_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-
-    // stderr lines to this thread; all of it kept for the failure messages.
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = tx.send(line);
-        }
-        all
-    });
-    let mut stdout = child.stdout.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
+        .env("EDGESIEVE_LOG", "debug");
+    let mut run = Watched::spawn(cmd);
+    let pid = run.pid();
 
     // Wait until a frame has been processed and kept (the run logs "kept <frame>" at debug).
-    let deadline = Instant::now() + START_TIMEOUT;
-    let mut seen_kept = false;
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.contains(": kept ") => {
-                seen_kept = true;
-                break;
-            }
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    if !seen_kept {
-        let _ = child.kill();
-        let _ = child.wait();
+    if !run.wait_for_line(": kept ", START_TIMEOUT) {
         panic!(
             "no frame was kept before the timeout or exit:\n{}",
-            reader.join().unwrap()
+            run.kill()
         );
     }
 
@@ -118,17 +64,14 @@ fn stop_cleanly_on(signal: &str) {
         .unwrap();
     assert!(kill.success(), "kill -{signal} {pid} failed");
     let sent = Instant::now();
-    let Some(status) = wait_with_timeout(&mut child, STOP_TIMEOUT) else {
-        let _ = child.kill();
-        let _ = child.wait();
+    let Some(status) = run.wait(STOP_TIMEOUT) else {
         panic!(
             "still running {STOP_TIMEOUT:?} after SIG{signal}:\n{}",
-            reader.join().unwrap()
+            run.kill()
         );
     };
     let stop_s = sent.elapsed().as_secs_f64();
-    let log = reader.join().unwrap();
-    let stdout = out_reader.join().unwrap();
+    let (log, stdout) = run.output();
     assert_eq!(
         status.code(),
         Some(0),

@@ -416,26 +416,7 @@ mod tests {
         out
     }
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    pub(super) struct TempDir(pub(super) PathBuf);
-    impl TempDir {
-        pub(super) fn new(tag: &str) -> TempDir {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let dir = std::env::temp_dir().join(format!(
-                "edgesieve-source-{tag}-{}-{nanos}",
-                std::process::id()
-            ));
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    pub(super) use crate::util::testing::TempDir;
 
     #[test]
     fn open_errors() {

@@ -32,11 +32,12 @@ where
         info: &FrameInfo,
         tally: &mut Tally,
     ) -> Result<(), PipelineError> {
-        let outcome = self.pipeline.process(frame, info.timestamp_ms)?;
-        if outcome.stored {
-            tally.kept(&outcome.decision.reasons);
+        // The pipeline's own handler runs the frame (and tallies what it keeps); the replay
+        // only records what came out.
+        self.pipeline.handle(frame, info, tally)?;
+        if let Some(outcome) = self.pipeline.last_outcome() {
+            (self.record)(&self.pipeline, frame, outcome);
         }
-        (self.record)(&self.pipeline, frame, &outcome);
         Ok(())
     }
 }
