@@ -10,6 +10,7 @@ use crate::select::uncertainty::UncertaintyConfig;
 use crate::select::EmbeddingConfig;
 use crate::source::InputConfig;
 use crate::store::spool::SpoolConfig;
+use crate::upload::UploadConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ pub struct Config {
     pub embedding: EmbeddingConfig,
     pub policy: PolicyConfig,
     pub spool: SpoolConfig,
+    pub upload: UploadConfig,
 }
 
 /// Why a configuration file cannot be used.
@@ -171,6 +173,7 @@ impl Config {
             .map_err(|e| e.within("uncertainty"))?;
         self.policy.validate().map_err(|e| e.within("policy"))?;
         self.spool.validate().map_err(|e| e.within("spool"))?;
+        self.upload.validate().map_err(|e| e.within("upload"))?;
         Ok(())
     }
 

@@ -9,6 +9,8 @@
 //!    [`select::embedding`] of the detector's features, novelty against the
 //!    [`select::sketch`] of what was kept, and the budgeted [`select::policy`].
 //! 4. [`store`]: where kept frames go: the crash-safe on-disk [`store::spool`].
+//! 5. [`upload`]: from the spool to the labeling backend ([`upload::label_studio`]), exactly
+//!    once, highest value first.
 //!
 //! [`run`] is the job loop that drives a source through the stages into a store, once for every
 //! command (`run`, `detect`, `bench`, the evaluation). [`config`] gathers each stage's typed
@@ -21,4 +23,5 @@ pub mod run;
 pub mod select;
 pub mod source;
 pub mod store;
+pub mod upload;
 pub mod util;

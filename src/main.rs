@@ -6,8 +6,10 @@ use edgesieve::detect::model::{Detector, DetectorOptions};
 use edgesieve::run::bench;
 use edgesieve::run::detections::DetectionWriter;
 use edgesieve::run::shutdown::Shutdown;
+use edgesieve::run::upload::run_upload;
 use edgesieve::run::{job, run_job, JobOptions};
 use edgesieve::store::spool::Spool;
+use edgesieve::upload::Mode;
 use edgesieve::util::cli::{model_overrides, Args};
 use edgesieve::util::logger;
 use std::io::Write;
@@ -24,8 +26,13 @@ USAGE:
       commas, or a .y4m file; - reads YUV4MPEG2 from stdin.
   edgesieve run --input FRAMES|- --spool DIR [--config FILE] [MODEL OPTIONS]
       The main job: scores every frame, keeps the valuable few in the spool, prints a summary.
+  edgesieve upload --spool DIR --config FILE [--once] [--model FILE]
+      Uploads the spool's entries to the labeling backend of the config's [upload] section,
+      highest value first, exactly once, until stopped; --once: until the spool is empty (exit 0),
+      or exit 1 when the backend refuses us or stays unreachable. A spool that a running
+      `edgesieve run` holds is refused: configure [upload] for that run instead.
   edgesieve inspect DIR
-      The spool's records as JSON lines.
+      The spool's records as JSON lines, then its quarantined files with their reasons.
   edgesieve config
       Every configuration key with its default, as TOML.
   edgesieve bench [MODEL OPTIONS] [--input DIR] [--frames N] [--warmup N]
@@ -56,6 +63,7 @@ fn main() -> ExitCode {
         Some("detect") => cmd_detect(&argv[1..]),
         Some("bench") => cmd_bench(&argv[1..]),
         Some("run") => cmd_run(&argv[1..]),
+        Some("upload") => cmd_upload(&argv[1..]),
         Some("inspect") => cmd_inspect(&argv[1..]),
         Some("config") => {
             print!("{}", Config::default().to_toml());
@@ -203,15 +211,7 @@ fn cmd_run(argv: &[String]) -> Result<(), String> {
     let spool_dir = args
         .value("--spool")
         .ok_or("run needs --spool DIR (where kept frames are stored)")?;
-    let mut config = match args.value("--config") {
-        Some(p) => Config::load(Path::new(p)).map_err(err)?,
-        None => Config::default(),
-    };
-    if let Some(level) = config.log_level.as_deref().and_then(logger::parse_level) {
-        if std::env::var_os("EDGESIEVE_LOG").is_none() {
-            logger::set_level(level);
-        }
-    }
+    let mut config = load_config(&args)?;
     config.apply_overrides(&model_overrides(&args).map_err(err)?);
     if args.value("--onnx").is_some() {
         return Err("run: use a manifest (--model) rather than --onnx".into());
@@ -229,6 +229,54 @@ fn cmd_run(argv: &[String]) -> Result<(), String> {
     log::info!("{report}");
     println!("{report}");
     report.summary.input_result().map_err(err)
+}
+
+/// `--config FILE` (else the defaults), with its log level applied unless EDGESIEVE_LOG is set.
+fn load_config(args: &Args) -> Result<Config, String> {
+    let config = match args.value("--config") {
+        Some(p) => Config::load(Path::new(p)).map_err(err)?,
+        None => Config::default(),
+    };
+    if let Some(level) = config.log_level.as_deref().and_then(logger::parse_level) {
+        if std::env::var_os("EDGESIEVE_LOG").is_none() {
+            logger::set_level(level);
+        }
+    }
+    Ok(config)
+}
+
+fn cmd_upload(argv: &[String]) -> Result<(), String> {
+    let shutdown = Shutdown::install().map_err(err)?;
+    let args = Args::parse(argv, &["--spool", "--config", "--model"], &["--once"]).map_err(err)?;
+    if let Some(extra) = args.positionals.first() {
+        return Err(format!("upload: unexpected argument {extra:?}"));
+    }
+    let spool_dir = args
+        .value("--spool")
+        .ok_or("upload needs --spool DIR (the spool `edgesieve run` filled)")?;
+    let mut config = load_config(&args)?;
+    config.apply_overrides(&model_overrides(&args).map_err(err)?);
+    config.validate().map_err(err)?;
+    let mode = if args.switch("--once") {
+        Mode::Once
+    } else {
+        Mode::UntilStopped
+    };
+    let stats = run_upload(
+        Path::new(spool_dir),
+        &config,
+        &manifest::default_manifest_path(),
+        mode,
+        Some(&shutdown),
+    )
+    .map_err(err)?;
+    let line = format!(
+        "uploaded {} ({} bytes), {} already on the server, {} completed, {} quarantined, {} retries",
+        stats.uploaded, stats.bytes, stats.already_there, stats.completed, stats.quarantined, stats.retries
+    );
+    log::info!("{line}");
+    println!("{line}");
+    Ok(())
 }
 
 /// `edgesieve inspect DIR`: one JSON line per intact entry (its record plus `"id"`), oldest

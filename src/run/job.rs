@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::pipeline::{load_manifest, Pipeline, PipelineError, RunStats};
 use super::shutdown::Shutdown;
+use super::upload::{make_uploader, UploadJobError, UploadThread};
 use super::{run_job, JobError, JobOptions, Summary};
 use super::{FrameHandler, FrameInfo, Tally};
 use crate::config::Config;
@@ -14,6 +15,7 @@ use crate::select::sketch_file::{load_sketch_file, save_sketch_at, SketchFileErr
 use crate::source::Frame;
 use crate::source::SourceError;
 use crate::store::spool::{Spool, SpoolError};
+use crate::upload::{SharedSpool, UploadStats};
 
 /// The sketch's file in the spool directory.
 pub const SKETCH_FILE: &str = "sketch.bin";
@@ -25,6 +27,10 @@ pub enum RunError {
     Spool(SpoolError),
     Pipeline(PipelineError),
     Sketch(SketchFileError),
+    /// `[upload]` is configured but the uploader cannot start (token, CA file, manifest).
+    Upload(UploadJobError),
+    /// The upload thread could not be started.
+    Thread(std::io::Error),
     /// A frame failed in a way that stops the job (the spool could not write, say).
     Frame(Box<JobError<PipelineError>>),
 }
@@ -36,6 +42,8 @@ impl fmt::Display for RunError {
             RunError::Spool(e) => e.fmt(f),
             RunError::Pipeline(e) => e.fmt(f),
             RunError::Sketch(e) => e.fmt(f),
+            RunError::Upload(e) => e.fmt(f),
+            RunError::Thread(e) => write!(f, "cannot start the upload thread: {e}"),
             RunError::Frame(e) => e.fmt(f),
         }
     }
@@ -48,6 +56,8 @@ impl std::error::Error for RunError {
             RunError::Spool(e) => e.source(),
             RunError::Pipeline(e) => e.source(),
             RunError::Sketch(e) => e.source(),
+            RunError::Upload(e) => e.source(),
+            RunError::Thread(e) => Some(e),
             RunError::Frame(e) => e.source(),
         }
     }
@@ -59,6 +69,9 @@ pub struct RunReport {
     pub summary: Summary,
     pub stats: RunStats,
     pub target_keep_ratio: f64,
+    /// What the upload thread did, when `[upload]` is configured (`Err`: it stopped on an error,
+    /// already logged).
+    pub upload: Option<Result<UploadStats, String>>,
 }
 
 impl fmt::Display for RunReport {
@@ -82,7 +95,16 @@ impl fmt::Display for RunReport {
             self.stats.sink_rejected,
             self.stats.sink_evicted,
             s.fps()
-        )
+        )?;
+        match &self.upload {
+            Some(Ok(u)) => write!(
+                f,
+                "; uploaded {} ({} bytes), {} already on the server, {} completed, {} quarantined, {} retries",
+                u.uploaded, u.bytes, u.already_there, u.completed, u.quarantined, u.retries
+            ),
+            Some(Err(e)) => write!(f, "; uploading stopped: {e}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -98,9 +120,16 @@ pub fn run_selection(
 ) -> Result<RunReport, RunError> {
     let manifest = load_manifest(config, default_manifest).map_err(RunError::Pipeline)?;
     // Spool::open recovers from an earlier crash and logs what it found.
+    let uploader = if config.upload.enabled() {
+        Some(make_uploader(config, default_manifest).map_err(RunError::Upload)?)
+    } else {
+        None
+    };
     let (spool, _recovery) =
         Spool::open(spool_dir, config.spool.clone()).map_err(RunError::Spool)?;
-    let mut pipeline = Pipeline::new(config, manifest, spool).map_err(RunError::Pipeline)?;
+    let spool = SharedSpool::new(spool);
+    let mut pipeline =
+        Pipeline::new(config, manifest, spool.clone()).map_err(RunError::Pipeline)?;
     let sketch_path: PathBuf = spool_dir.join(SKETCH_FILE);
     let mut high_id = match load_sketch_file(&sketch_path) {
         Ok(Some((sketch, high_id))) => {
@@ -140,6 +169,14 @@ pub fn run_selection(
             .map_or(0, |d| d.as_millis() as u64)
     };
     let options = JobOptions { start_ms, shutdown };
+    // Uploading starts once the model loaded and the input opened, so a bad model or input
+    // fails the run before anything leaves the spool.
+    let upload_thread = match uploader {
+        Some(u) => Some(
+            UploadThread::spawn(u, spool.clone(), shutdown.cloned()).map_err(RunError::Thread)?,
+        ),
+        None => None,
+    };
     let mut saving = SavingSketch {
         pipeline: &mut pipeline,
         path: sketch_path,
@@ -148,21 +185,26 @@ pub fn run_selection(
     };
     let result = run_job(source.as_mut(), &mut saving, &options);
     // Whatever happened to the input, what was kept stays kept: save the sketch, then report.
-    saving.save()?;
+    let saved = saving.save();
+    // The uploader finishes the entry in hand; what it did not reach stays in the spool.
+    let upload = upload_thread.map(|t| t.finish().map_err(|e| e.to_string()));
+    saved?;
     let summary = result.map_err(|e| RunError::Frame(Box::new(e)))?;
     Ok(RunReport {
         summary,
         stats: pipeline.stats(),
         target_keep_ratio: config.policy.target_keep_ratio,
+        upload,
     })
 }
 
 /// Folds into the pipeline's sketch the embeddings of the spool entries above `high_id`;
 /// returns the highest entry id now in the sketch.
-fn fold_spool_into_sketch(pipeline: &mut Pipeline<Spool>, high_id: u64) -> u64 {
+fn fold_spool_into_sketch(pipeline: &mut Pipeline<SharedSpool>, high_id: u64) -> u64 {
     let mut points = Vec::new();
     let mut high = high_id;
-    for item in pipeline.sink().iter_records() {
+    let records: Vec<_> = pipeline.sink().lock().iter_records().collect();
+    for item in records {
         match item {
             Ok((id, record)) if id > high_id => {
                 high = high.max(id);
@@ -193,7 +235,7 @@ fn fold_spool_into_sketch(pipeline: &mut Pipeline<Spool>, high_id: u64) -> u64 {
 /// The pipeline, saving the sketch (atomically, with the highest spool id in it) after every
 /// stored frame, so that a kill loses at most the frame in hand.
 struct SavingSketch<'a> {
-    pipeline: &'a mut Pipeline<Spool>,
+    pipeline: &'a mut Pipeline<SharedSpool>,
     path: PathBuf,
     high_id: u64,
     failures: u64,
@@ -203,7 +245,8 @@ impl SavingSketch<'_> {
     /// Saves the sketch. A full disk is a warning (retried on the next stored frame); other
     /// failures are errors.
     fn save(&mut self) -> Result<(), RunError> {
-        if let Some(newest) = self.pipeline.sink().pending().max() {
+        let newest = self.pipeline.sink().lock().pending().max();
+        if let Some(newest) = newest {
             self.high_id = self.high_id.max(newest);
         }
         match save_sketch_at(&self.path, self.pipeline.selector().sketch(), self.high_id) {

@@ -94,6 +94,11 @@ impl Index {
         self.entries.keys().copied()
     }
 
+    /// Ids of the entries, highest value first (equal values: newest first): the upload order.
+    pub(super) fn ids_by_value(&self) -> impl Iterator<Item = u64> + '_ {
+        self.by_value.iter().rev().map(|&(_, id)| id)
+    }
+
     /// The entries to evict so that a new entry of `new_bytes` valued `new_key` fits, lowest
     /// value (then oldest) first.
     ///

@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::source::Frame;
 pub(crate) use format::crc32;
 pub use index::RejectReason;
+pub use jpeg::dimensions as jpeg_dimensions;
 use record::KeptRecord;
 
 /// A destination for kept frames.

@@ -577,6 +577,34 @@ impl Spool {
         self.index.ids()
     }
 
+    /// Ids of the stored entries in upload order: highest value first, then newest.
+    pub fn upload_order(&self) -> impl Iterator<Item = u64> + '_ {
+        self.index.ids_by_value()
+    }
+
+    /// Moves entry `id` (record and JPEG) to the quarantine with `reason` (the backend rejected
+    /// it, say): it leaves the queue but is kept, and `edgesieve inspect` lists it. Returns false
+    /// if the entry was not (or no longer) in the spool.
+    pub fn quarantine_entry(&mut self, id: u64, reason: &str) -> Result<bool, SpoolError> {
+        if !self.index.contains(id) {
+            return Ok(false);
+        }
+        if self.index.newest() == Some(id) && self.persisted_next_id < self.next_id {
+            self.write_next_id_file(self.next_id)?;
+        }
+        let rec = entry_file_name(id, REC_EXT);
+        if !quarantine(&self.dir, &rec, reason) {
+            // Still in place and in the index: nothing changed.
+            return Err(SpoolError::Corrupt {
+                path: self.dir.join(rec),
+                reason: format!("could not be moved to the quarantine ({reason})"),
+            });
+        }
+        self.index.forget(id);
+        quarantine(&self.dir, &entry_file_name(id, JPG_EXT), reason);
+        Ok(true)
+    }
+
     /// Reads an entry: its record and its JPEG (checked against the record's length and CRC).
     pub fn read(&self, id: u64) -> Result<(KeptRecord, Vec<u8>), SpoolError> {
         let decoded = self.read_record_file(id)?;
