@@ -2,6 +2,8 @@
 // Each test crate uses a subset.
 #![allow(dead_code)]
 
+pub mod label_studio;
+
 use std::path::PathBuf;
 use std::process::Command;
 
