@@ -9,6 +9,7 @@ use edgesieve::run::shutdown::Shutdown;
 use edgesieve::run::upload::run_upload;
 use edgesieve::run::{job, run_job, JobOptions};
 use edgesieve::store::spool::Spool;
+use edgesieve::upload::export::{export, ExportFormat};
 use edgesieve::upload::Mode;
 use edgesieve::util::cli::{model_overrides, Args};
 use edgesieve::util::logger;
@@ -31,6 +32,12 @@ USAGE:
       highest value first, exactly once, until stopped; --once: until the spool is empty (exit 0),
       or exit 1 when the backend refuses us or stays unreachable. A spool that a running
       `edgesieve run` holds is refused: configure [upload] for that run instead.
+  edgesieve export --spool DIR --out DIR --format label-studio|coco [--config FILE]
+                   [--image-prefix P] [--model FILE]
+      Writes the spool's entries to DIR/images/ plus DIR/tasks.json (a Label Studio import
+      file with predictions and meta; image paths are P + images/NAME, default
+      /data/local-files/?d=images/) or DIR/coco.json (predicted boxes with scores). The spool
+      is only read.
   edgesieve inspect DIR
       The spool's records as JSON lines, then its quarantined files with their reasons.
   edgesieve config
@@ -64,6 +71,7 @@ fn main() -> ExitCode {
         Some("bench") => cmd_bench(&argv[1..]),
         Some("run") => cmd_run(&argv[1..]),
         Some("upload") => cmd_upload(&argv[1..]),
+        Some("export") => cmd_export(&argv[1..]),
         Some("inspect") => cmd_inspect(&argv[1..]),
         Some("config") => {
             print!("{}", Config::default().to_toml());
@@ -270,12 +278,63 @@ fn cmd_upload(argv: &[String]) -> Result<(), String> {
         Some(&shutdown),
     )
     .map_err(err)?;
-    let line = format!(
-        "uploaded {} ({} bytes), {} already on the server, {} completed, {} quarantined, {} retries",
-        stats.uploaded, stats.bytes, stats.already_there, stats.completed, stats.quarantined, stats.retries
-    );
+    let line = stats.to_string();
     log::info!("{line}");
     println!("{line}");
+    Ok(())
+}
+
+fn cmd_export(argv: &[String]) -> Result<(), String> {
+    let args = Args::parse(
+        argv,
+        &[
+            "--spool",
+            "--out",
+            "--format",
+            "--config",
+            "--image-prefix",
+            "--model",
+        ],
+        &[],
+    )
+    .map_err(err)?;
+    if let Some(extra) = args.positionals.first() {
+        return Err(format!("export: unexpected argument {extra:?}"));
+    }
+    let spool_dir = args.value("--spool").ok_or("export needs --spool DIR")?;
+    let out = args
+        .value("--out")
+        .ok_or("export needs --out DIR (created if needed)")?;
+    let format: ExportFormat = args
+        .value("--format")
+        .ok_or("export needs --format label-studio|coco")?
+        .parse()
+        .map_err(|e| format!("--format: {e}"))?;
+    let mut config = load_config(&args)?;
+    config.apply_overrides(&model_overrides(&args).map_err(err)?);
+    config.validate().map_err(err)?;
+    let manifest_path = config
+        .detector
+        .model
+        .clone()
+        .unwrap_or_else(manifest::default_manifest_path);
+    let manifest = Manifest::load(&manifest_path).map_err(err)?;
+    let report = export(
+        Path::new(spool_dir),
+        Path::new(out),
+        format,
+        &config.upload.device_id(),
+        &manifest.classes,
+        args.value("--image-prefix")
+            .unwrap_or("/data/local-files/?d="),
+    )
+    .map_err(err)?;
+    println!(
+        "exported {} images, {} boxes: {}",
+        report.images,
+        report.boxes,
+        report.file.display()
+    );
     Ok(())
 }
 

@@ -45,6 +45,10 @@ fn write_config(dir: &Path, upload: Option<(&str, &Path)>, extra: &str) -> PathB
          project = \"{PROJECT}\"\ndevice_id = \"{DEVICE}\"\nretry_min_ms = 100\nretry_max_ms = 1000\n\
          pause_ms = 1000\ntimeout_ms = 20000\nonce_give_up_ms = 30000\n{extra}\n"
     );
+    // Not whatever link this machine's default route happens to be: budgets are tested apart.
+    if !extra.contains("link =") {
+        text.push_str("link = \"unmetered\"\n");
+    }
     if let Some((url, token)) = upload {
         text.push_str(&format!(
             "url = \"{url}\"\ntoken_file = \"{}\"\n",
@@ -139,6 +143,86 @@ fn uploads_each_entry_with_its_boxes_and_scores_and_refusals_keep_the_spool() {
         .count();
     assert!(with_boxes >= 4, "kept frames with detections: {with_boxes}");
 
+    // Offline export: a Label Studio import file that Label Studio takes (one task and one
+    // prediction per entry), and a COCO file with the boxes in the downscaled JPEG's pixels.
+    let export = dir.join("export");
+    for format in ["label-studio", "coco"] {
+        let out = edgesieve()
+            .args([
+                "export",
+                "--format",
+                format,
+                "--image-prefix",
+                "/data/local-files/?d=export/",
+            ])
+            .arg("--spool")
+            .arg(&spool)
+            .arg("--out")
+            .arg(&export)
+            .arg("--config")
+            .arg(&plain)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let total_boxes: usize = records
+        .values()
+        .map(|r| r["detections"].as_array().unwrap().len())
+        .sum();
+    let tasks: Value =
+        serde_json::from_slice(&std::fs::read(export.join("tasks.json")).unwrap()).unwrap();
+    assert_eq!(tasks.as_array().unwrap().len(), records.len());
+    let project = server.post(
+        "/api/projects",
+        &serde_json::json!({"title": "imported", "label_config":
+            "<View><Image name=\"image\" value=\"$image\"/><RectangleLabels name=\"label\" toName=\"image\"><Label value=\"car\"/></RectangleLabels></View>"}),
+    )["id"]
+        .as_u64()
+        .unwrap();
+    let imported = server.post(&format!("/api/projects/{project}/import"), &tasks);
+    assert_eq!(
+        imported["task_count"].as_u64(),
+        Some(records.len() as u64),
+        "{imported}"
+    );
+    assert_eq!(
+        imported["prediction_count"].as_u64(),
+        Some(records.len() as u64),
+        "{imported}"
+    );
+    assert_eq!(server.tasks(project).len(), records.len());
+    let coco: Value =
+        serde_json::from_slice(&std::fs::read(export.join("coco.json")).unwrap()).unwrap();
+    assert_eq!(coco["images"].as_array().unwrap().len(), records.len());
+    assert_eq!(coco["annotations"].as_array().unwrap().len(), total_boxes);
+    assert_eq!(coco["categories"].as_array().unwrap().len(), 80);
+    for a in coco["annotations"].as_array().unwrap() {
+        let b: Vec<f64> = a["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            b[0] >= 0.0 && b[0] + b[2] <= f64::from(MAX_SIDE) + 0.01,
+            "{a}"
+        );
+        assert!(a["score"].as_f64().unwrap() > 0.0);
+    }
+    for img in coco["images"].as_array().unwrap() {
+        assert_eq!(img["width"].as_u64(), Some(u64::from(MAX_SIDE)));
+        assert!(export.join(img["file_name"].as_str().unwrap()).is_file());
+    }
+    assert_eq!(
+        inspect(&spool).len(),
+        records.len(),
+        "export only reads the spool"
+    );
+
     // Refusals: nothing leaves the spool, the error names the cause, the token is never shown.
     let bad_token = dir.join("bad-token");
     std::fs::write(&bad_token, "0123456789abcdef0123456789abcdef01234567\n").unwrap();
@@ -178,16 +262,35 @@ fn uploads_each_entry_with_its_boxes_and_scores_and_refusals_keep_the_spool() {
     assert!(!err.contains(server.token()), "the token is in the log");
     assert_eq!(inspect(&spool).len(), records.len());
 
-    // The upload, through TLS with the private CA.
-    let config = write_config(
+    // Over a metered link with a daily budget that holds a few frames, --once uploads what fits
+    // and leaves the rest in the spool (through TLS with the private CA in ca_file).
+    let ca = format!("ca_file = \"{}\"", tls.ca.display());
+    let budget = 60_000u64;
+    let metered = write_config(
         &dir,
         Some((&https, &server.token_file)),
-        &format!("ca_file = \"{}\"", tls.ca.display()),
+        &format!(
+            "{ca}\nlink = \"metered\"\nmetered_bytes_per_day = {budget}\nmetered_bytes_per_second = 0"
+        ),
     );
+    let (ok, out, err) = upload_once(&metered, &spool);
+    assert!(ok, "{err}");
+    let counts: Vec<u64> = out
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (first, first_bytes) = (counts[0], counts[1]);
+    assert!(first >= 1, "{out}");
+    assert!(first_bytes + first * 4096 <= budget, "{out}");
+    assert!(out.contains("held back by the budget"), "{out}");
+    assert_eq!(inspect(&spool).len() as u64, records.len() as u64 - first);
+
+    // The depot's unmetered link: the rest goes.
+    let config = write_config(&dir, Some((&https, &server.token_file)), &ca);
     let (ok, out, err) = upload_once(&config, &spool);
     assert!(ok, "{err}");
     assert!(
-        out.contains(&format!("uploaded {}", records.len())),
+        out.contains(&format!("uploaded {}", records.len() as u64 - first)),
         "{out}"
     );
     assert!(!err.contains(server.token()), "the token is in the log");

@@ -97,11 +97,7 @@ impl fmt::Display for RunReport {
             s.fps()
         )?;
         match &self.upload {
-            Some(Ok(u)) => write!(
-                f,
-                "; uploaded {} ({} bytes), {} already on the server, {} completed, {} quarantined, {} retries",
-                u.uploaded, u.bytes, u.already_there, u.completed, u.quarantined, u.retries
-            ),
+            Some(Ok(u)) => write!(f, "; {u}"),
             Some(Err(e)) => write!(f, "; uploading stopped: {e}"),
             None => Ok(()),
         }

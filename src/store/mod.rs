@@ -26,6 +26,16 @@ pub use index::RejectReason;
 pub use jpeg::dimensions as jpeg_dimensions;
 use record::KeptRecord;
 
+/// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename, directory
+/// fsync), as the spool writes its own files; for the files its users keep beside it.
+pub fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), spool::SpoolError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    fsio::write_atomic(dir, path, bytes)
+}
+
 /// A destination for kept frames.
 pub trait Sink {
     /// Stores `frame` (RGB8) with its `record`. `Ok(Rejected)` when the sink declines it (a

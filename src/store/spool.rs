@@ -453,6 +453,12 @@ impl Spool {
         Ok(records)
     }
 
+    /// The JPEG file of entry `id` in the spool directory `dir` (for readers without the lock,
+    /// such as `edgesieve export`, after [`Spool::read_records`] checked it).
+    pub fn jpeg_path(dir: &Path, id: u64) -> PathBuf {
+        dir.join(entry_file_name(id, JPG_EXT))
+    }
+
     /// The files in `dir/quarantine/` with the reason each was put there, by name (for
     /// `edgesieve inspect`); empty when there is no quarantine.
     pub fn read_quarantine(dir: &Path) -> Result<Vec<(String, String)>, SpoolError> {

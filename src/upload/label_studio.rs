@@ -268,14 +268,7 @@ impl LabelStudio {
 
     fn create_project(&mut self) -> Result<(u64, Interface), UploadError> {
         let iface = Interface::default();
-        let mut config = format!(
-            "<View>\n  <Image name=\"{}\" value=\"${}\"/>\n  <RectangleLabels name=\"{}\" toName=\"{}\">\n",
-            iface.image_name, iface.data_key, iface.labels_name, iface.image_name
-        );
-        for label in &self.labels {
-            config.push_str(&format!("    <Label value=\"{}\"/>\n", xml_escape(label)));
-        }
-        config.push_str("  </RectangleLabels>\n</View>\n");
+        let config = label_config(&self.labels);
         let body = json!({
             "title": self.project_spec,
             "description": "Frames kept by edgesieve, with the detector's boxes as predictions.",
@@ -345,42 +338,74 @@ impl LabelStudio {
             format!("/data/{file}")
         })
     }
+}
 
-    fn prediction(&self, item: &Item, iface: &Interface) -> Value {
-        let r = item.record;
-        let (w, h) = (r.width.max(1) as f64, r.height.max(1) as f64);
-        let result: Vec<Value> = r
-            .detections
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let pct = |v: f32, of: f64| (v as f64 / of * 100.0).clamp(0.0, 100.0);
-                let (x1, y1) = (pct(d.bbox[0], w), pct(d.bbox[1], h));
-                let (x2, y2) = (pct(d.bbox[2], w), pct(d.bbox[3], h));
-                json!({
-                    "id": format!("{}-{i}", item.stable_id),
-                    "from_name": iface.labels_name,
-                    "to_name": iface.image_name,
-                    "type": "rectanglelabels",
-                    "original_width": item.jpeg_width,
-                    "original_height": item.jpeg_height,
-                    "image_rotation": 0,
-                    "value": {
-                        "x": x1, "y": y1, "width": (x2 - x1).max(0.0), "height": (y2 - y1).max(0.0),
-                        "rotation": 0, "rectanglelabels": [d.class_name],
-                    },
-                    "score": d.score,
-                })
+/// The prediction of `item` for a project whose labeling config names its parts as `iface`:
+/// the detections as `rectanglelabels` in percent of the frame (the same in the downscaled JPEG).
+fn prediction(item: &Item, iface: &Interface) -> Value {
+    let r = item.record;
+    let (w, h) = (r.width.max(1) as f64, r.height.max(1) as f64);
+    let result: Vec<Value> = r
+        .detections
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let pct = |v: f32, of: f64| (v as f64 / of * 100.0).clamp(0.0, 100.0);
+            let (x1, y1) = (pct(d.bbox[0], w), pct(d.bbox[1], h));
+            let (x2, y2) = (pct(d.bbox[2], w), pct(d.bbox[3], h));
+            json!({
+                "id": format!("{}-{i}", item.stable_id),
+                "from_name": iface.labels_name,
+                "to_name": iface.image_name,
+                "type": "rectanglelabels",
+                "original_width": item.jpeg_width,
+                "original_height": item.jpeg_height,
+                "image_rotation": 0,
+                "value": {
+                    "x": x1, "y": y1, "width": (x2 - x1).max(0.0), "height": (y2 - y1).max(0.0),
+                    "rotation": 0, "rectanglelabels": [d.class_name],
+                },
+                "score": d.score,
             })
-            .collect();
-        json!({
-            "model_version": model_version(&r.model),
-            // Label Studio sorts by prediction score for active learning: the frame's confidence.
-            "score": (1.0 - r.scores.uncertainty).clamp(0.0, 1.0),
-            "result": result,
         })
-    }
+        .collect();
+    json!({
+        "model_version": model_version(&r.model),
+        // Label Studio sorts by prediction score for active learning: the frame's confidence.
+        "score": (1.0 - r.scores.uncertainty).clamp(0.0, 1.0),
+        "result": result,
+    })
+}
 
+/// A Label Studio task for `item` whose image is at `image` (a URL or `/data/...` path): data,
+/// meta and the prediction, as the import API and a JSON import file take it.
+pub fn task_json(item: &Item, image: &str) -> Value {
+    let iface = Interface::default();
+    let mut data = serde_json::Map::new();
+    data.insert(iface.data_key.clone(), json!(image));
+    json!({
+        "data": data,
+        "meta": item.meta(),
+        "predictions": [prediction(item, &iface)],
+    })
+}
+
+/// The labeling config of a bounding-box project for `labels`, naming its parts as the
+/// predictions of this module do.
+pub fn label_config(labels: &[String]) -> String {
+    let iface = Interface::default();
+    let mut config = format!(
+        "<View>\n  <Image name=\"{}\" value=\"${}\"/>\n  <RectangleLabels name=\"{}\" toName=\"{}\">\n",
+        iface.image_name, iface.data_key, iface.labels_name, iface.image_name
+    );
+    for label in labels {
+        config.push_str(&format!("    <Label value=\"{}\"/>\n", xml_escape(label)));
+    }
+    config.push_str("  </RectangleLabels>\n</View>\n");
+    config
+}
+
+impl LabelStudio {
     fn protocol(&self, path: &str, message: &str) -> UploadError {
         UploadError::Protocol {
             url: format!("{}{path}", self.base),
@@ -525,7 +550,7 @@ impl Backend for LabelStudio {
                 return Ok(Delivery::AlreadyThere);
             }
             if !found.has_prediction {
-                let mut p = self.prediction(item, &iface);
+                let mut p = prediction(item, &iface);
                 p["task"] = json!(found.task_id);
                 self.call_json("POST", "/api/predictions", &[], Some(Body::Json(&p)))?;
             }
@@ -546,7 +571,7 @@ impl Backend for LabelStudio {
         let task = json!([{
             "data": data,
             "meta": item.meta(),
-            "predictions": [self.prediction(item, &iface)],
+            "predictions": [prediction(item, &iface)],
         }]);
         let path = format!("/api/projects/{project}/import");
         let v = self.call_json("POST", &path, &[], Some(Body::Json(&task)))?;

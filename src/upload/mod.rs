@@ -26,11 +26,13 @@
 //! upload while selecting, configure `[upload]` for `run`).
 
 pub mod backoff;
+pub mod budget;
+pub mod export;
 pub mod label_studio;
 pub mod token;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,7 @@ use crate::store::record::{KeptRecord, Reason};
 use crate::store::spool::{Spool, SpoolError};
 use crate::store::{PutOutcome, Sink, StoreError};
 use backoff::Backoff;
+use budget::{Admit, Budget};
 
 /// `[upload]`: where and how kept frames are uploaded. Uploading is off while `url` is empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +83,23 @@ pub struct UploadConfig {
     pub once_give_up_ms: u64,
     /// Largest JPEG uploaded, bytes; a larger entry is quarantined.
     pub max_file_bytes: u64,
+    /// The link the default route goes through: auto (from its interface name and
+    /// `metered_interfaces`), metered or unmetered.
+    pub link: String,
+    /// Interface names of metered links (LTE modems, tethered phones); a trailing `*` matches
+    /// any suffix.
+    pub metered_interfaces: Vec<String>,
+    /// Bytes uploaded per UTC day over a metered link (JPEG plus a 4 KiB allowance per task for
+    /// the JSON); 0 = no limit. When spent, uploading waits and selection goes on.
+    pub metered_bytes_per_day: u64,
+    /// Upload rate cap over a metered link, bytes per second; 0 = none.
+    pub metered_bytes_per_second: u64,
+    /// Bytes uploaded per UTC day over other links; 0 = no limit.
+    pub unmetered_bytes_per_day: u64,
+    /// Upload rate cap over other links, bytes per second; 0 = none.
+    pub unmetered_bytes_per_second: u64,
+    /// Daily upload window, "HH:MM-HH:MM" in UTC (may wrap midnight); empty = always.
+    pub window: String,
 }
 
 impl Default for UploadConfig {
@@ -98,6 +118,15 @@ impl Default for UploadConfig {
             poll_ms: 1_000,
             once_give_up_ms: 600_000,
             max_file_bytes: 16 << 20,
+            link: "auto".into(),
+            metered_interfaces: ["wwan*", "wwp*", "usb*", "rmnet*", "ppp*"]
+                .map(String::from)
+                .to_vec(),
+            metered_bytes_per_day: 50 << 20,
+            metered_bytes_per_second: 256 << 10,
+            unmetered_bytes_per_day: 0,
+            unmetered_bytes_per_second: 0,
+            window: String::new(),
         }
     }
 }
@@ -453,6 +482,23 @@ pub struct UploadStats {
     pub retries: u64,
     /// Pauses after refused credentials or configuration.
     pub pauses: u64,
+    /// Entries left in the spool because the day's budget was spent or the window closed
+    /// (`upload --once` returns then).
+    pub held: u64,
+}
+
+impl fmt::Display for UploadStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "uploaded {} ({} bytes), {} already on the server, {} completed, {} quarantined, {} retries",
+            self.uploaded, self.bytes, self.already_there, self.completed, self.quarantined, self.retries
+        )?;
+        if self.held > 0 {
+            write!(f, ", {} held back by the budget or window", self.held)?;
+        }
+        Ok(())
+    }
 }
 
 impl UploadStats {
@@ -469,6 +515,15 @@ pub struct Uploader<B: Backend> {
     device_id: String,
     backoff: Backoff,
     stats: UploadStats,
+    budget: Option<Budget>,
+}
+
+/// What one step of the upload loop did.
+enum Step {
+    /// The entry went (or was gone already); wait this long before the next (the rate cap).
+    Done(Duration),
+    /// The budget or window holds uploads back, for this reason.
+    Wait(String),
 }
 
 impl<B: Backend> Uploader<B> {
@@ -489,6 +544,7 @@ impl<B: Backend> Uploader<B> {
             device_id,
             backoff,
             stats: UploadStats::default(),
+            budget: None,
         }
     }
 
@@ -515,7 +571,10 @@ impl<B: Backend> Uploader<B> {
             self.backend.describe(),
             self.device_id
         );
+        let dir = spool.lock().dir().to_path_buf();
+        self.budget = Some(Budget::load(&dir, &self.config));
         let mut failing_since: Option<Instant> = None;
+        let mut waiting: Option<String> = None;
         while !stop() {
             let next = spool.lock().upload_order().next();
             let Some(id) = next else {
@@ -526,12 +585,31 @@ impl<B: Backend> Uploader<B> {
                 continue;
             };
             match self.upload_one(spool, id) {
-                Ok(()) => {
+                Ok(Step::Wait(reason)) => {
+                    if mode == Mode::Once {
+                        self.stats.held = spool.lock().stats().entries as u64;
+                        log::info!(
+                            "upload: {reason}; {} entries stay in the spool",
+                            self.stats.held
+                        );
+                        break;
+                    }
+                    if waiting.as_deref() != Some(reason.as_str()) {
+                        log::info!("upload: {reason}; waiting (selection goes on)");
+                        waiting = Some(reason);
+                    }
+                    sleep_unless(stop, Duration::from_millis(self.config.poll_ms));
+                }
+                Ok(Step::Done(pause)) => {
                     if self.backoff.failures() > 0 {
                         log::info!("upload: the backend answers again");
                     }
+                    if waiting.take().is_some() {
+                        log::info!("upload: resumed");
+                    }
                     self.backoff.reset();
                     failing_since = None;
+                    sleep_unless(stop, pause);
                 }
                 Err(e) => match e.class() {
                     ErrorClass::Fatal => return Err(e),
@@ -585,13 +663,13 @@ impl<B: Backend> Uploader<B> {
         Ok(self.stats)
     }
 
-    /// Delivers entry `id` and acks it.
-    fn upload_one(&mut self, spool: &SharedSpool, id: u64) -> Result<(), UploadError> {
+    /// Delivers entry `id` and acks it, if the budget admits it.
+    fn upload_one(&mut self, spool: &SharedSpool, id: u64) -> Result<Step, UploadError> {
         let read = spool.lock().read(id);
         let (record, jpeg) = match read {
             Ok(entry) => entry,
             // Acked, evicted or quarantined since we picked it.
-            Err(SpoolError::NotFound { .. }) => return Ok(()),
+            Err(SpoolError::NotFound { .. }) => return Ok(Step::Done(Duration::ZERO)),
             Err(SpoolError::Corrupt { reason, .. }) => {
                 return Err(UploadError::Entry {
                     message: format!("entry {id:012} is corrupt: {reason}"),
@@ -613,6 +691,14 @@ impl<B: Backend> Uploader<B> {
                 message: format!("entry {id:012}: its JPEG has no readable size"),
             });
         };
+        let budget = self
+            .budget
+            .get_or_insert_with(|| Budget::load(Path::new("."), &self.config));
+        let class = match budget.admit(jpeg.len() as u64, budget::now_ms()) {
+            Admit::Go(class) => class,
+            Admit::Wait(reason) => return Ok(Step::Wait(reason)),
+        };
+        let started = Instant::now();
         let stable_id = format!("{}-{id:012}", self.device_id);
         let item = Item {
             stable_id: &stable_id,
@@ -624,17 +710,27 @@ impl<B: Backend> Uploader<B> {
             record: &record,
         };
         let delivery = self.backend.deliver(&item)?;
-        match delivery {
+        let sent = match delivery {
             Delivery::Created => {
                 self.stats.uploaded += 1;
                 self.stats.bytes += jpeg.len() as u64;
+                jpeg.len() as u64
             }
-            Delivery::AlreadyThere => self.stats.already_there += 1,
-            Delivery::Completed => self.stats.completed += 1,
-        }
+            Delivery::AlreadyThere => {
+                self.stats.already_there += 1;
+                0
+            }
+            Delivery::Completed => {
+                self.stats.completed += 1;
+                0
+            }
+        };
         log::debug!("upload: {stable_id} {delivery:?}");
         spool.lock().ack(id).map_err(UploadError::Spool)?;
-        Ok(())
+        let pause = self.budget.as_mut().map_or(Duration::ZERO, |b| {
+            b.record(class, sent, started.elapsed(), budget::now_ms())
+        });
+        Ok(Step::Done(pause))
     }
 }
 

@@ -102,6 +102,21 @@ impl Server {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// POST `body` as JSON to `path`; panics on a non-2xx answer.
+    pub fn post(&self, path: &str, body: &Value) -> Value {
+        let resp = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("Authorization", format!("Token {}", self.token))
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes())
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.into_body().read_to_string().unwrap();
+        assert!((200..300).contains(&status), "POST {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
     /// The project titled `title`, if any.
     pub fn project_id(&self, title: &str) -> Option<u64> {
         let v = self.get("/api/projects", &[("page_size", "1000")]);
