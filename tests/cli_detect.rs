@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 mod common;
-use common::{edgesieve, temp_dir};
+use common::{edgesieve, f64s, temp_dir};
 
 const FRAMES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -41,12 +41,7 @@ fn detect_prints_json_lines_and_skips_a_corrupt_frame() {
         let frame = l["frame"].as_str().unwrap();
         assert!(frame == "a.jpg" || frame == "c.jpg", "{l}");
         assert!(l["score"].as_f64().unwrap() >= 0.3);
-        let b: Vec<f64> = l["box"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let b = f64s(&l["box"]);
         assert!(
             b[0] <= b[2] && b[1] <= b[3] && b[2] <= 640.0 && b[3] <= 360.0,
             "{l}"

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 mod common;
 use common::label_studio::Server;
-use common::{edgesieve, temp_dir, Watched};
+use common::{edgesieve, f64s, temp_dir, Watched};
 
 const FRAMES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -201,12 +201,7 @@ fn uploads_each_entry_with_its_boxes_and_scores_and_refusals_keep_the_spool() {
     assert_eq!(coco["annotations"].as_array().unwrap().len(), total_boxes);
     assert_eq!(coco["categories"].as_array().unwrap().len(), 80);
     for a in coco["annotations"].as_array().unwrap() {
-        let b: Vec<f64> = a["bbox"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let b = f64s(&a["bbox"]);
         assert!(
             b[0] >= 0.0 && b[0] + b[2] <= f64::from(MAX_SIDE) + 0.01,
             "{a}"
@@ -333,12 +328,7 @@ fn uploads_each_entry_with_its_boxes_and_scores_and_refusals_keep_the_spool() {
             record["height"].as_f64().unwrap(),
         );
         for (r, d) in result.iter().zip(detections) {
-            let b: Vec<f64> = d["bbox"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
+            let b = f64s(&d["bbox"]);
             let v = &r["value"];
             let close = |got: &Value, want: f64| (got.as_f64().unwrap() - want).abs() < 0.01;
             assert!(

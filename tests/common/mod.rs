@@ -14,6 +14,15 @@ pub fn edgesieve() -> Command {
     c
 }
 
+/// A JSON array of numbers as f64s (a box, say).
+pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
 /// A fresh, empty directory for this test process.
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("edgesieve-{name}-{}", std::process::id()));
