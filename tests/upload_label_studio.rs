@@ -573,3 +573,36 @@ impl Drop for TlsProxy {
         let _ = self.child.wait();
     }
 }
+
+/// One owner per spool: `edgesieve upload` on a spool that a running `edgesieve run` holds is
+/// refused, naming the holder (to upload while selecting, `run` gets the `[upload]` section).
+#[test]
+fn upload_on_a_spool_that_run_holds_is_refused_naming_the_holder() {
+    let dir = temp_dir("upload-locked");
+    let spool = dir.join("spool");
+    let token = dir.join("token");
+    std::fs::write(&token, "not-a-real-token\n").unwrap();
+    // Nothing listens on port 9 of the loopback: the refusal must come before any request.
+    let config = write_config(&dir, Some(("http://127.0.0.1:9", &token)), "");
+    let mut cmd = edgesieve();
+    cmd.args(["run", "--input", "-", "--spool"])
+        .arg(&spool)
+        .stdin(Stdio::piped());
+    let job = Watched::spawn(cmd);
+    // The run holds the spool once its lock file names it (it then waits for stdin).
+    let lock = spool.join(".lock");
+    let pid = job.pid().to_string();
+    let start = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.trim() == pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "run did not take the spool"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, _, err) = upload_once(&config, &spool);
+    assert!(!ok, "a second owner of the spool must be refused");
+    assert!(err.contains("in use by") && err.contains(&pid), "{err}");
+    assert!(!err.contains("not-a-real-token"));
+    job.kill();
+}
