@@ -5,6 +5,7 @@ use edgesieve::detect::manifest::{self, Manifest, Precision};
 use edgesieve::detect::model::{Detector, DetectorOptions};
 use edgesieve::run::bench;
 use edgesieve::run::detections::DetectionWriter;
+use edgesieve::run::pipeline::load_manifest;
 use edgesieve::run::shutdown::Shutdown;
 use edgesieve::run::upload::run_upload;
 use edgesieve::run::{job, run_job, JobOptions};
@@ -313,12 +314,7 @@ fn cmd_export(argv: &[String]) -> Result<(), String> {
     let mut config = load_config(&args)?;
     config.apply_overrides(&model_overrides(&args).map_err(err)?);
     config.validate().map_err(err)?;
-    let manifest_path = config
-        .detector
-        .model
-        .clone()
-        .unwrap_or_else(manifest::default_manifest_path);
-    let manifest = Manifest::load(&manifest_path).map_err(err)?;
+    let manifest = load_manifest(&config, &manifest::default_manifest_path()).map_err(err)?;
     let report = export(
         Path::new(spool_dir),
         Path::new(out),

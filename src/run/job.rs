@@ -15,7 +15,7 @@ use crate::select::sketch_file::{load_sketch_file, save_sketch_at, SketchFileErr
 use crate::source::Frame;
 use crate::source::SourceError;
 use crate::store::spool::{Spool, SpoolError};
-use crate::upload::{SharedSpool, UploadStats};
+use crate::upload::{SharedSpool, UploadError, UploadStats};
 
 /// The sketch's file in the spool directory.
 pub const SKETCH_FILE: &str = "sketch.bin";
@@ -71,7 +71,7 @@ pub struct RunReport {
     pub target_keep_ratio: f64,
     /// What the upload thread did, when `[upload]` is configured (`Err`: it stopped on an error,
     /// already logged).
-    pub upload: Option<Result<UploadStats, String>>,
+    pub upload: Option<Result<UploadStats, UploadError>>,
 }
 
 impl fmt::Display for RunReport {
@@ -115,12 +115,12 @@ pub fn run_selection(
     shutdown: Option<&Shutdown>,
 ) -> Result<RunReport, RunError> {
     let manifest = load_manifest(config, default_manifest).map_err(RunError::Pipeline)?;
-    // Spool::open recovers from an earlier crash and logs what it found.
     let uploader = if config.upload.enabled() {
         Some(make_uploader(config, default_manifest).map_err(RunError::Upload)?)
     } else {
         None
     };
+    // Spool::open recovers from an earlier crash and logs what it found.
     let (spool, _recovery) =
         Spool::open(spool_dir, config.spool.clone()).map_err(RunError::Spool)?;
     let spool = SharedSpool::new(spool);
@@ -183,7 +183,7 @@ pub fn run_selection(
     // Whatever happened to the input, what was kept stays kept: save the sketch, then report.
     let saved = saving.save();
     // The uploader finishes the entry in hand; what it did not reach stays in the spool.
-    let upload = upload_thread.map(|t| t.finish().map_err(|e| e.to_string()));
+    let upload = upload_thread.map(UploadThread::finish);
     saved?;
     let summary = result.map_err(|e| RunError::Frame(Box::new(e)))?;
     Ok(RunReport {

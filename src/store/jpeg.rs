@@ -63,34 +63,13 @@ pub(super) fn fit_within(width: u32, height: u32, max_side: u32) -> (u32, u32) {
     (scale(width), scale(height))
 }
 
-/// Width and height from a JPEG's start-of-frame header, or `None` when `jpeg` has none before
-/// its scan data (not a JPEG, or truncated).
+/// Width and height from a JPEG's header (the decoder reads only the headers), or `None` when
+/// `jpeg` is not a JPEG or is cut short before its frame header.
 pub fn dimensions(jpeg: &[u8]) -> Option<(u32, u32)> {
-    if jpeg.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    let mut at = 2;
-    loop {
-        // Markers may be preceded by fill bytes (0xFF).
-        while *jpeg.get(at)? == 0xFF && *jpeg.get(at + 1)? == 0xFF {
-            at += 1;
-        }
-        if *jpeg.get(at)? != 0xFF {
-            return None;
-        }
-        let marker = *jpeg.get(at + 1)?;
-        let len = u16::from_be_bytes([*jpeg.get(at + 2)?, *jpeg.get(at + 3)?]) as usize;
-        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
-        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-            let h = u16::from_be_bytes([*jpeg.get(at + 5)?, *jpeg.get(at + 6)?]);
-            let w = u16::from_be_bytes([*jpeg.get(at + 7)?, *jpeg.get(at + 8)?]);
-            return Some((u32::from(w), u32::from(h)));
-        }
-        if marker == 0xDA || len < 2 {
-            return None;
-        }
-        at += 2 + len;
-    }
+    use image::ImageDecoder;
+    image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(jpeg))
+        .ok()
+        .map(|d| d.dimensions())
 }
 
 #[cfg(test)]

@@ -568,14 +568,20 @@ impl Spool {
         if !self.index.contains(id) {
             return Ok(false);
         }
-        // Removing the newest entry would let a restart hand its id out again: persist first.
-        if self.index.newest() == Some(id) && self.persisted_next_id < self.next_id {
-            self.write_next_id_file(self.next_id)?;
-        }
+        self.persist_next_id_before_removing(id)?;
         self.remove_files(id)?;
         self.index.forget(id);
         self.sync_dir()?;
         Ok(true)
+    }
+
+    /// Removing the newest entry would let a restart hand its id out again: persist the next id
+    /// first.
+    fn persist_next_id_before_removing(&mut self, id: u64) -> Result<(), SpoolError> {
+        if self.index.newest() == Some(id) && self.persisted_next_id < self.next_id {
+            self.write_next_id_file(self.next_id)?;
+        }
+        Ok(())
     }
 
     /// Ids of the stored entries, oldest first.
@@ -595,9 +601,7 @@ impl Spool {
         if !self.index.contains(id) {
             return Ok(false);
         }
-        if self.index.newest() == Some(id) && self.persisted_next_id < self.next_id {
-            self.write_next_id_file(self.next_id)?;
-        }
+        self.persist_next_id_before_removing(id)?;
         let rec = entry_file_name(id, REC_EXT);
         if !quarantine(&self.dir, &rec, reason) {
             // Still in place and in the index: nothing changed.

@@ -32,7 +32,7 @@ pub mod label_studio;
 pub mod token;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -515,7 +515,6 @@ pub struct Uploader<B: Backend> {
     device_id: String,
     backoff: Backoff,
     stats: UploadStats,
-    budget: Option<Budget>,
 }
 
 /// What one step of the upload loop did.
@@ -544,7 +543,6 @@ impl<B: Backend> Uploader<B> {
             device_id,
             backoff,
             stats: UploadStats::default(),
-            budget: None,
         }
     }
 
@@ -571,8 +569,7 @@ impl<B: Backend> Uploader<B> {
             self.backend.describe(),
             self.device_id
         );
-        let dir = spool.lock().dir().to_path_buf();
-        self.budget = Some(Budget::load(&dir, &self.config));
+        let mut budget = Budget::load(spool.lock().dir(), &self.config);
         let mut failing_since: Option<Instant> = None;
         let mut waiting: Option<String> = None;
         while !stop() {
@@ -584,7 +581,7 @@ impl<B: Backend> Uploader<B> {
                 sleep_unless(stop, Duration::from_millis(self.config.poll_ms));
                 continue;
             };
-            match self.upload_one(spool, id) {
+            match self.upload_one(spool, id, &mut budget) {
                 Ok(Step::Wait(reason)) => {
                     if mode == Mode::Once {
                         self.stats.held = spool.lock().stats().entries as u64;
@@ -664,7 +661,12 @@ impl<B: Backend> Uploader<B> {
     }
 
     /// Delivers entry `id` and acks it, if the budget admits it.
-    fn upload_one(&mut self, spool: &SharedSpool, id: u64) -> Result<Step, UploadError> {
+    fn upload_one(
+        &mut self,
+        spool: &SharedSpool,
+        id: u64,
+        budget: &mut Budget,
+    ) -> Result<Step, UploadError> {
         let read = spool.lock().read(id);
         let (record, jpeg) = match read {
             Ok(entry) => entry,
@@ -691,9 +693,6 @@ impl<B: Backend> Uploader<B> {
                 message: format!("entry {id:012}: its JPEG has no readable size"),
             });
         };
-        let budget = self
-            .budget
-            .get_or_insert_with(|| Budget::load(Path::new("."), &self.config));
         let class = match budget.admit(jpeg.len() as u64, budget::now_ms()) {
             Admit::Go(class) => class,
             Admit::Wait(reason) => return Ok(Step::Wait(reason)),
@@ -727,9 +726,7 @@ impl<B: Backend> Uploader<B> {
         };
         log::debug!("upload: {stable_id} {delivery:?}");
         spool.lock().ack(id).map_err(UploadError::Spool)?;
-        let pause = self.budget.as_mut().map_or(Duration::ZERO, |b| {
-            b.record(class, sent, started.elapsed(), budget::now_ms())
-        });
+        let pause = budget.record(class, sent, started.elapsed(), budget::now_ms());
         Ok(Step::Done(pause))
     }
 }
