@@ -95,6 +95,7 @@ fn install_into_an_image_keeps_an_existing_config() {
         "usr/share/edgesieve/models/yolox_nano.toml",
         "usr/share/edgesieve/models/yolox_nano.onnx",
         "usr/share/edgesieve/models/yolox_nano.int8.onnx",
+        "usr/share/edgesieve/models/yolox_nano.embed.toml",
         "etc/edgesieve/edgesieve.toml",
         "etc/systemd/system/edgesieve.service",
     ] {
@@ -111,6 +112,14 @@ fn install_into_an_image_keeps_an_existing_config() {
     ] {
         assert!(manifest.model_path(p).unwrap().is_file());
     }
+    let spec = manifest.embedding.as_ref().unwrap();
+    edgesieve::select::embedding::Projector::from_calibration(
+        &manifest.dir.join(spec.calibration.as_ref().unwrap()),
+        &spec.tensor,
+        spec.channels,
+        edgesieve::select::embedding::EMBED_DIM,
+    )
+    .expect("the installed embedding calibration loads");
 
     // A second install (an update) leaves the car's tuned config alone.
     let config = dest.join("etc/edgesieve/edgesieve.toml");

@@ -181,7 +181,8 @@ fn embedding_is_read_from_the_same_inference() {
             .detect(&frame.rgb, frame.width, frame.height, &mut dets)
             .unwrap();
         let e = detector.embedding().expect("manifest names an embedding");
-        assert_eq!(e.len(), 256);
+        let channels = manifest().embedding.as_ref().unwrap().channels;
+        assert_eq!(e.len(), channels);
         assert!(e.iter().all(|v| v.is_finite()));
         embeddings.push(e.to_vec());
     }

@@ -133,6 +133,10 @@ fn a_second_run_on_one_spool_is_refused_naming_the_first() {
     assert!(String::from_utf8_lossy(&first.stdout).contains("16 frames seen"));
     let (records, _) = inspect(&spool);
     assert_eq!(records.len(), record_count(&spool));
+    println!(
+        "FAULT two processes on one spool: runs 2, second refused naming pid {pid}, entries {} all read back, overwritten 0, frames lost 0, restarts needed 0",
+        records.len()
+    );
 }
 
 #[test]
@@ -158,7 +162,8 @@ fn inspect_skips_a_directory_named_like_a_record_and_lists_quarantine() {
     let frames = frames_folder("faults-inspect-frames", 1, 4);
     let work = temp_dir("faults-inspect");
     let spool = work.join("spool");
-    let out = run(&frames, &spool, &config(&work, ""));
+    // Duplicate rule off: the four consecutive frames are all kept.
+    let out = run(&frames, &spool, &config(&work, "duplicate_radius = 0.0\n"));
     assert!(out.status.success(), "{}", text(&out));
     let kept = record_count(&spool);
     assert!(kept >= 2, "{}", text(&out));
@@ -232,11 +237,15 @@ fn a_damaged_sketch_is_quarantined_and_rebuilt() {
             bytes,
             "{case}"
         );
-        let (sketch, high) =
+        let saved =
             edgesieve::select::sketch_file::parse_sketch_file(&std::fs::read(&sketch).unwrap())
                 .unwrap_or_else(|e| panic!("{case}: new sketch: {e}"));
-        assert_eq!(high, max_id(&spool), "{case}");
-        assert!(!sketch.is_empty(), "{case}");
+        assert_eq!(saved.high_id, max_id(&spool), "{case}");
+        assert!(!saved.sketch.is_empty(), "{case}");
+        println!(
+            "FAULT damaged sketch.bin ({case}): runs 2, both exit 0, quarantined and rebuilt from {} spool entries, restarts needed 0",
+            saved.sketch.total_weight()
+        );
     }
 }
 
@@ -257,10 +266,11 @@ fn a_sigkill_loses_no_kept_frame_from_the_sketch() {
         child.wait().unwrap();
         // Saved after every stored frame: at most the frame in hand is missing, and the next
         // start folds it in from the spool.
-        let (sketch, high) = edgesieve::select::sketch_file::parse_sketch_file(
+        let saved = edgesieve::select::sketch_file::parse_sketch_file(
             &std::fs::read(spool.join("sketch.bin")).expect("sketch saved before the kill"),
         )
         .expect("sketch decodes after a kill");
+        let (sketch, high) = (saved.sketch, saved.high_id);
         let newest = max_id(&spool);
         assert!(
             high + 1 >= newest,
@@ -270,12 +280,30 @@ fn a_sigkill_loses_no_kept_frame_from_the_sketch() {
     }
     let out = run(&frames, &spool, &cfg);
     assert!(out.status.success(), "{}", text(&out));
-    let (sketch, high) = edgesieve::select::sketch_file::parse_sketch_file(
+    let saved = edgesieve::select::sketch_file::parse_sketch_file(
         &std::fs::read(spool.join("sketch.bin")).unwrap(),
     )
     .unwrap();
+    let (sketch, high) = (saved.sketch, saved.high_id);
     assert_eq!(high, max_id(&spool));
     assert!(!sketch.is_empty());
+    // Every restart read the same 40 frames again: a frame kept before a kill is a duplicate
+    // of the sketch afterwards and never kept again (issue 8 item 3, issue 10's duplicate
+    // radius).
+    let (lines, _) = inspect(&spool);
+    let mut names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["frame_name"].as_str().expect("frame_name"))
+        .collect();
+    let entries = names.len();
+    names.sort_unstable();
+    names.dedup();
+    println!(
+        "FAULT kill -9 loop: runs 4 (3 killed), entries {entries}, distinct frames {}, duplicates {}, frames lost 0, restarts needed 0",
+        names.len(),
+        entries - names.len()
+    );
+    assert_eq!(entries, names.len(), "a frame was kept twice: {lines:?}");
 }
 
 fn spool_or_empty(spool: &Path) -> PathBuf {
@@ -320,7 +348,11 @@ fn a_full_disk_refuses_frames_but_the_run_goes_on() {
     }
     let _guard = Mount(mnt.clone());
     let spool = mnt.join("spool");
-    let cfg = config(&work, "[spool]\nmin_free_bytes = 0\n");
+    // Duplicate rule off: consecutive frames must all be kept to fill the disk.
+    let cfg = config(
+        &work,
+        "duplicate_radius = 0.0\n[spool]\nmin_free_bytes = 0\n",
+    );
     let frames = frames_folder("faults-full-frames", 1, 12);
     let out = run(&frames, &spool, &cfg);
     assert!(out.status.success(), "{}", text(&out));
@@ -331,10 +363,27 @@ fn a_full_disk_refuses_frames_but_the_run_goes_on() {
         "the disk never filled: {}",
         text(&out)
     );
+    // `min_free_bytes = 0` switches the statvfs pre-check off: the refusals are real ENOSPC
+    // failures in the middle of writing a JPEG or a record, and leave nothing partial behind.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No space left on device"),
+        "no write met ENOSPC: {}",
+        text(&out)
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "partial writes left: {leftovers:?}");
     let held = record_count(&spool);
     assert!(held >= 1, "{}", text(&out));
     let (lines, _) = inspect(&spool);
-    assert_eq!(lines.len(), held);
+    assert_eq!(lines.len(), held, "every stored entry reads back whole");
+    assert!(
+        lines.iter().all(|l| l.get("quarantined").is_none()),
+        "an entry written on a full disk was damaged: {lines:?}"
+    );
 
     // Free space (as an uploader's acks would) and run again: frames are stored again.
     let before = max_id(&spool);
@@ -351,5 +400,153 @@ fn a_full_disk_refuses_frames_but_the_run_goes_on() {
         max_id(&spool) > before,
         "nothing stored after freeing space: {}",
         text(&out)
+    );
+    println!(
+        "FAULT disk full (256 KB tmpfs, ENOSPC mid-write): runs 2, both exit 0, {held} entries intact, no partial file, stored again after freeing space, frames lost 0 (refused frames never acknowledged), restarts needed 0"
+    );
+}
+
+/// A spool on a read-only filesystem: the run refuses to start with an error naming the spool
+/// and the cause, and what the spool held is untouched (readable once it is writable again).
+#[test]
+fn a_read_only_spool_is_refused_naming_it() {
+    let work = temp_dir("faults-ro");
+    let mnt = work.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&mnt)
+        .output();
+    match mount {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            println!(
+                "SKIPPED: mount -t tmpfs not permitted here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return;
+        }
+        Err(e) => {
+            println!("SKIPPED: cannot run mount: {e}");
+            return;
+        }
+    }
+    let _guard = Mount(mnt.clone());
+    let spool = mnt.join("spool");
+    let cfg = config(&work, "[spool]\nmin_free_bytes = 0\n");
+    let frames = frames_folder("faults-ro-frames", 1, 4);
+    let out = run(&frames, &spool, &cfg);
+    assert!(out.status.success(), "{}", text(&out));
+    let held = record_count(&spool);
+    assert!(held >= 1);
+    let remount = |mode: &str| {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount {mode}");
+    };
+    remount("ro");
+    let out = run(&frames, &spool, &cfg);
+    remount("rw");
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(spool.to_str().unwrap()) && err.contains("Read-only file system"),
+        "{}",
+        text(&out)
+    );
+    let (lines, _) = inspect(&spool);
+    assert_eq!(lines.len(), held, "entries untouched");
+    println!(
+        "FAULT read-only spool: run refused (exit {:?}) naming the spool and 'Read-only file system', {held} entries untouched, frames lost 0",
+        out.status.code()
+    );
+}
+
+/// Issue 10: a sketch made in another embedding space (an older format, another model or
+/// calibration) is set aside, not used to score novelty: the run starts a new sketch and does
+/// not fold in the spool's old entries, whose embeddings are in the old space too.
+#[test]
+fn a_sketch_from_another_embedding_space_is_set_aside() {
+    let frames = frames_folder("faults-space-frames", 1, 3);
+    let work = temp_dir("faults-space");
+    let spool = work.join("spool");
+    let cfg = config(&work, "");
+    let out = run(&frames, &spool, &cfg);
+    assert!(out.status.success(), "{}", text(&out));
+    let old_max = max_id(&spool);
+    // Rewrite the sketch as a version-2 file (no space field), as the previous release did.
+    let sketch = spool.join("sketch.bin");
+    let saved = edgesieve::select::sketch_file::parse_sketch_file(&std::fs::read(&sketch).unwrap())
+        .unwrap();
+    let body = saved.sketch.to_bytes();
+    let mut v2 = b"ESSF".to_vec();
+    v2.extend_from_slice(&2u16.to_le_bytes());
+    v2.extend_from_slice(&saved.high_id.to_le_bytes());
+    v2.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    v2.extend_from_slice(&body);
+    let crc = edgesieve::store::crc32(&v2);
+    v2.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(&sketch, &v2).unwrap();
+
+    let more = frames_folder("faults-space-more", 1800, 2);
+    let out = run(&more, &spool, &cfg);
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another embedding space"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(spool.join("quarantine/sketch.bin")).unwrap(),
+        v2
+    );
+    let new = edgesieve::select::sketch_file::parse_sketch_file(&std::fs::read(&sketch).unwrap())
+        .unwrap();
+    assert!(new.space.is_some());
+    let new_entries = max_id(&spool) - old_max;
+    assert_eq!(
+        new.sketch.total_weight(),
+        new_entries,
+        "the new sketch holds exactly the frames kept since: {}",
+        text(&out)
+    );
+}
+
+fn kept_in(out: &Output) -> u64 {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let at = stdout.find(" kept (").expect("summary line");
+    stdout[..at]
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("kept count")
+}
+
+/// Issue 10: a drive seen on an earlier run adds little on the next (the daily commute): the
+/// spool's `seen.bin` remembers every frame seen, its `sketch.bin` every frame kept.
+#[test]
+fn the_same_drive_again_adds_little() {
+    let frames = frames_folder("faults-again-frames", 600, 60);
+    let work = temp_dir("faults-again");
+    let spool = work.join("spool");
+    let cfg = work.join("again.toml");
+    std::fs::write(
+        &cfg,
+        "[policy]\ntarget_keep_ratio = 0.2\n[detector]\nprecision = \"fp32\"\n",
+    )
+    .unwrap();
+    let first = run(&frames, &spool, &cfg);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(spool.join("seen.bin").is_file());
+    let kept_first = kept_in(&first);
+    assert!(kept_first >= 5, "{}", text(&first));
+    let second = run(&frames, &spool, &cfg);
+    assert!(second.status.success(), "{}", text(&second));
+    let kept_second = kept_in(&second);
+    println!("same 60 frames twice: kept {kept_first}, then {kept_second}");
+    assert!(
+        kept_second * 10 <= kept_first,
+        "second pass kept {kept_second} of the first's {kept_first}: {}",
+        text(&second)
     );
 }

@@ -114,6 +114,11 @@ pub struct EmbeddingSpec {
     /// Name of an intermediate tensor (NCHW) read out of the same inference.
     pub tensor: String,
     pub channels: usize,
+    /// File (relative to the manifest) with the fixed centre and principal axes of the
+    /// embedding, learned from calibration frames (`models/calibrate_embedding.py`); without it
+    /// the embedding is a seeded random projection.
+    #[serde(default)]
+    pub calibration: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -212,11 +212,18 @@ impl Detector {
                 .outputs
                 .get(1)
                 .ok_or_else(|| inference_err("embedding", "missing output"))?;
+            let shape = fmap.shape();
+            let (h, w) = match shape {
+                [1, _, h, w] => (*h, *w),
+                _ => return Err(inference_err("embedding output", "not 1xCxHxW")),
+            };
             let data = fmap
                 .try_as_plain_ram()
                 .and_then(|v| v.as_slice::<f32>())
                 .map_err(|e| inference_err("embedding output", e))?;
-            mean_pool(data, &mut self.embedding);
+            let input = &self.manifest.input;
+            let picture = PictureCells::new(&self.letterbox, (input.width, input.height), (w, h));
+            picture_pool(data, (h, w), picture, &mut self.embedding);
         }
         Ok(())
     }
@@ -241,16 +248,47 @@ impl Detector {
     }
 }
 
-/// Averages an NCHW (N=1) map over H×W into `out` (C values).
-fn mean_pool(data: &[f32], out: &mut [f32]) {
+/// The cells of a feature map (`rows` × `cols` from its top-left corner) that cover the picture
+/// of a letterboxed frame: a cell of an `H`×`W` map over a `input_w`×`input_h` input counts when
+/// it overlaps the resized frame (`ceil(resized_h · H / input_h)` rows, likewise columns). The
+/// letterbox padding is the same grey in every frame: pooled in, it would dilute what differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PictureCells {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl PictureCells {
+    pub fn new(lb: &Letterbox, input: (u32, u32), map: (usize, usize)) -> Self {
+        let (input_w, input_h) = (input.0.max(1) as usize, input.1.max(1) as usize);
+        let (map_w, map_h) = map;
+        let cover = |resized: u32, cells: usize, size: usize| {
+            ((resized as usize * cells).div_ceil(size)).clamp(1, cells.max(1))
+        };
+        PictureCells {
+            rows: cover(lb.resized_height, map_h, input_h),
+            cols: cover(lb.resized_width, map_w, input_w),
+        }
+    }
+}
+
+/// Averages an NCHW (N=1) map of `(H, W)` cells over the `picture` cells into `out` (C values).
+fn picture_pool(data: &[f32], map: (usize, usize), picture: PictureCells, out: &mut [f32]) {
+    let (h, w) = map;
     let channels = out.len();
-    if channels == 0 || data.len() % channels != 0 {
+    if channels == 0 || h * w == 0 || data.len() != channels * h * w {
         out.fill(0.0);
         return;
     }
-    let hw = data.len() / channels;
-    for (o, plane) in out.iter_mut().zip(data.chunks_exact(hw)) {
-        *o = plane.iter().sum::<f32>() / hw as f32;
+    let (rows, cols) = (picture.rows.min(h), picture.cols.min(w));
+    let inv = 1.0 / (rows * cols) as f32;
+    for (o, plane) in out.iter_mut().zip(data.chunks_exact(h * w)) {
+        let sum: f32 = plane
+            .chunks_exact(w)
+            .take(rows)
+            .map(|row| row[..cols].iter().sum::<f32>())
+            .sum();
+        *o = sum * inv;
     }
 }
 
@@ -382,10 +420,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mean_pool_averages_each_channel() {
-        let data = [1.0, 3.0, 10.0, 20.0];
+    fn picture_pool_averages_the_cells_over_the_picture() {
+        // 2 channels of a 2x3 map; the picture covers 1 row and 2 columns.
+        let data = [
+            1.0, 3.0, 100.0, 100.0, 100.0, 100.0, 10.0, 20.0, 100.0, 100.0, 100.0, 100.0,
+        ];
         let mut out = [0.0; 2];
-        mean_pool(&data, &mut out);
+        picture_pool(&data, (2, 3), PictureCells { rows: 1, cols: 2 }, &mut out);
         assert_eq!(out, [2.0, 15.0]);
+        picture_pool(&data, (2, 3), PictureCells { rows: 9, cols: 9 }, &mut out);
+        assert!((out[0] - 404.0 / 6.0).abs() < 1e-4 && (out[1] - 430.0 / 6.0).abs() < 1e-4);
+        // A map that does not match the channel count pools to zeros, not a panic.
+        picture_pool(
+            &data[..5],
+            (2, 3),
+            PictureCells { rows: 1, cols: 1 },
+            &mut out,
+        );
+        assert_eq!(out, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn picture_cells_follow_the_letterbox() {
+        // 640x360 into 416x416: 416x234 of picture; stride 8 (52x52) -> 30 rows (234/8 = 29.25).
+        let lb = Letterbox::new(640, 360, 416, 416);
+        assert_eq!(
+            PictureCells::new(&lb, (416, 416), (52, 52)),
+            PictureCells { rows: 30, cols: 52 }
+        );
+        // Stride 32: 13x13 -> 8 rows (234/32 = 7.3).
+        assert_eq!(
+            PictureCells::new(&lb, (416, 416), (13, 13)),
+            PictureCells { rows: 8, cols: 13 }
+        );
+        // KITTI 1242x375: 416x125 -> 16 rows at stride 8; a 1x1 frame keeps one cell.
+        let kitti = Letterbox::new(1242, 375, 416, 416);
+        assert_eq!(PictureCells::new(&kitti, (416, 416), (52, 52)).rows, 16);
+        let tiny = Letterbox::new(1, 1, 416, 416);
+        assert_eq!(
+            PictureCells::new(&tiny, (416, 416), (52, 52)),
+            PictureCells { rows: 52, cols: 52 }
+        );
     }
 }

@@ -12,6 +12,7 @@ use super::{run_job, JobError, JobOptions, Summary};
 use super::{FrameHandler, FrameInfo, Tally};
 use crate::config::Config;
 use crate::select::sketch_file::{load_sketch_file, save_sketch_at, SketchFileError};
+use crate::select::SEEN_CENTRES;
 use crate::source::Frame;
 use crate::source::SourceError;
 use crate::store::spool::{Spool, SpoolError};
@@ -19,6 +20,11 @@ use crate::upload::{SharedSpool, UploadError, UploadStats};
 
 /// The sketch's file in the spool directory.
 pub const SKETCH_FILE: &str = "sketch.bin";
+/// The sketch of every frame seen, in the spool directory (see [`crate::select::SeenSketch`]).
+pub const SEEN_FILE: &str = "seen.bin";
+/// Frames between two saves of [`SEEN_FILE`] (and one at the end of a run): a kill forgets
+/// at most this many seen frames, which then only count as unseen on the next run.
+const SEEN_SAVE_EVERY: u64 = 1000;
 
 /// Why the main job could not run or stopped on an error.
 #[derive(Debug)]
@@ -127,15 +133,37 @@ pub fn run_selection(
     let mut pipeline =
         Pipeline::new(config, manifest, spool.clone()).map_err(RunError::Pipeline)?;
     let sketch_path: PathBuf = spool_dir.join(SKETCH_FILE);
+    let space = pipeline.selector().space_id();
     let mut high_id = match load_sketch_file(&sketch_path) {
-        Ok(Some((sketch, high_id))) => {
+        Ok(Some(saved)) if saved.space == Some(space) => {
             log::info!(
-                "sketch {}: {} centres from earlier runs (up to spool entry {high_id})",
+                "sketch {}: {} centres from earlier runs (up to spool entry {})",
                 sketch_path.display(),
-                sketch.len()
+                saved.sketch.len(),
+                saved.high_id
             );
-            *pipeline.selector_mut().sketch_mut() = sketch;
-            high_id
+            *pipeline.selector_mut().sketch_mut() = saved.sketch;
+            saved.high_id
+        }
+        Ok(Some(saved)) => {
+            // Made with another model, calibration or format: its centres (and the embeddings
+            // the spool's entries hold) are in other coordinates and would score novelty
+            // wrongly. Kept aside; the sketch starts afresh from the frames kept from now on.
+            let reason = format!(
+                "sketch {} was made in another embedding space ({}; now {space:016x}): the model or its calibration changed",
+                sketch_path.display(),
+                saved
+                    .space
+                    .map_or("format before version 3".to_string(), |s| format!("{s:016x}"))
+            );
+            log::warn!("{reason}; quarantining it and starting a new sketch");
+            crate::store::spool::quarantine_file(spool_dir, SKETCH_FILE, &reason);
+            spool
+                .lock()
+                .iter_records()
+                .filter_map(|r| r.ok().map(|(id, _)| id))
+                .max()
+                .unwrap_or(0)
         }
         Ok(None) => 0,
         Err(e) => {
@@ -150,6 +178,7 @@ pub fn run_selection(
     };
     // Entries stored after the last sketch save (a kill in between) count as seen too.
     high_id = fold_spool_into_sketch(&mut pipeline, high_id);
+    load_seen(&mut pipeline, spool_dir, space);
     let mut source = crate::source::open_with(input, &config.input).map_err(RunError::Source)?;
     let described = source.describe();
     pipeline.set_source_label(&described);
@@ -176,12 +205,15 @@ pub fn run_selection(
     let mut saving = SavingSketch {
         pipeline: &mut pipeline,
         path: sketch_path,
+        seen_path: spool_dir.join(SEEN_FILE),
         high_id,
         failures: 0,
+        frames: 0,
     };
     let result = run_job(source.as_mut(), &mut saving, &options);
     // Whatever happened to the input, what was kept stays kept: save the sketch, then report.
     let saved = saving.save();
+    saving.save_seen();
     // The uploader finishes the entry in hand; what it did not reach stays in the spool.
     let upload = upload_thread.map(UploadThread::finish);
     saved?;
@@ -228,16 +260,60 @@ fn fold_spool_into_sketch(pipeline: &mut Pipeline<SharedSpool>, high_id: u64) ->
     high
 }
 
+/// Loads what earlier runs saw ([`SEEN_FILE`]) into the selector. The file is advisory: a
+/// missing one is normal, a damaged one or one from another embedding space is set aside with
+/// a warning and the run starts with nothing seen.
+fn load_seen(pipeline: &mut Pipeline<SharedSpool>, spool_dir: &Path, space: u64) {
+    let path = spool_dir.join(SEEN_FILE);
+    let reason = match load_sketch_file::<SEEN_CENTRES>(&path) {
+        Ok(None) => return,
+        Ok(Some(saved)) if saved.space == Some(space) => {
+            log::info!(
+                "seen {}: {} centres summarise {} frames of earlier runs",
+                path.display(),
+                saved.sketch.len(),
+                saved.sketch.total_weight()
+            );
+            pipeline
+                .selector_mut()
+                .set_seen_before(Box::new(saved.sketch));
+            return;
+        }
+        Ok(Some(_)) => format!(
+            "{} was made in another embedding space: the model or its calibration changed",
+            path.display()
+        ),
+        Err(e) => match std::error::Error::source(&e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    };
+    log::warn!("{reason}; quarantining it (frames of earlier runs count as unseen)");
+    crate::store::spool::quarantine_file(spool_dir, SEEN_FILE, &reason);
+}
+
 /// The pipeline, saving the sketch (atomically, with the highest spool id in it) after every
-/// stored frame, so that a kill loses at most the frame in hand.
+/// stored frame, so that a kill loses at most the frame in hand; and the seen sketch every
+/// [`SEEN_SAVE_EVERY`] frames.
 struct SavingSketch<'a> {
     pipeline: &'a mut Pipeline<SharedSpool>,
     path: PathBuf,
+    seen_path: PathBuf,
     high_id: u64,
     failures: u64,
+    /// Frames handled since the start.
+    frames: u64,
 }
 
 impl SavingSketch<'_> {
+    /// Saves the seen sketch; a failure is a warning (it only makes the next run see less).
+    fn save_seen(&mut self) {
+        let selector = self.pipeline.selector();
+        if let Err(e) = save_sketch_at(&self.seen_path, selector.seen(), 0, selector.space_id()) {
+            log::warn!("{e}; the next run will not know this run's frames as seen");
+        }
+    }
+
     /// Saves the sketch. A full disk is a warning (retried on the next stored frame); other
     /// failures are errors.
     fn save(&mut self) -> Result<(), RunError> {
@@ -245,7 +321,13 @@ impl SavingSketch<'_> {
         if let Some(newest) = newest {
             self.high_id = self.high_id.max(newest);
         }
-        match save_sketch_at(&self.path, self.pipeline.selector().sketch(), self.high_id) {
+        let selector = self.pipeline.selector();
+        match save_sketch_at(
+            &self.path,
+            selector.sketch(),
+            self.high_id,
+            selector.space_id(),
+        ) {
             Ok(()) => {
                 self.failures = 0;
                 Ok(())
@@ -286,6 +368,10 @@ impl FrameHandler for SavingSketch<'_> {
             if let Err(e) = self.save() {
                 log::warn!("{e}");
             }
+        }
+        self.frames += 1;
+        if self.frames % SEEN_SAVE_EVERY == 0 {
+            self.save_seen();
         }
         Ok(())
     }

@@ -1,6 +1,14 @@
-//! Frame embedding: turns the detector's pooled feature map (256 channels of YOLOX-nano's PAN
-//! stride-32 output, see [`crate::detect::model::Detector::embedding`]) into a short unit vector whose
-//! Euclidean distances the [`crate::select::sketch`] compares.
+//! Frame embedding: turns the detector's pooled feature map (the manifest's `[embedding]
+//! tensor`, averaged over the cells that cover the picture, see
+//! [`crate::detect::model::Detector::embedding`]) into a short unit vector whose Euclidean
+//! distances the [`crate::select::sketch`] compares.
+//!
+//! Two projectors: [`Projector::from_calibration`], the default when the manifest names an
+//! `[embedding] calibration` file — a centre and principal axes learned offline from
+//! calibration frames by `models/calibrate_embedding.py` — and [`Projector::new`], a seeded
+//! random projection for models without one. Both compute the same formula; only `M` and `μ`
+//! differ. [`Projector::space_id`] names the coordinate system, so a sketch saved in another
+//! one is recognised and set aside.
 //!
 //! [`Projector::project`] computes `out = normalise(Mᵀ (normalise(x) − μ))`:
 //!
@@ -125,6 +133,26 @@ impl Projector {
         Ok(self)
     }
 
+    /// Identifies the coordinate system of the embeddings this projector makes (its
+    /// dimensions, matrix and centre; FNV-1a, 64 bits): a sketch saved in one space is
+    /// meaningless in another, e.g. after a model or calibration change.
+    pub fn space_id(&self) -> u64 {
+        const PRIME: u64 = 0x0000_0100_0000_01B3;
+        let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(PRIME);
+            }
+        };
+        eat(&(self.in_dim as u64).to_le_bytes());
+        eat(&(self.out_dim as u64).to_le_bytes());
+        for v in self.matrix.iter().chain(self.centre.iter().flatten()) {
+            eat(&v.to_le_bytes());
+        }
+        h
+    }
+
     pub fn in_dim(&self) -> usize {
         self.in_dim
     }
@@ -184,6 +212,136 @@ impl Projector {
             out.fill(0.0);
         }
         Ok(())
+    }
+}
+
+/// The calibration file of [`Projector::from_calibration`] (written by
+/// `models/calibrate_embedding.py`).
+#[derive(Debug, serde::Deserialize)]
+struct CalibrationFile {
+    tensor: String,
+    in_dim: usize,
+    out_dim: usize,
+    mean: Vec<f32>,
+    /// `out_dim` rows of `in_dim` values: the principal axes.
+    components: Vec<Vec<f32>>,
+}
+
+/// Why an embedding calibration file could not be used.
+#[derive(Debug)]
+pub enum CalibrationError {
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    Parse {
+        path: std::path::PathBuf,
+        source: toml::de::Error,
+    },
+    /// Parsed, but it does not fit the model or is not a valid transform.
+    Invalid {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+}
+
+impl fmt::Display for CalibrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CalibrationError::Read { path, .. } => write!(
+                f,
+                "cannot read the embedding calibration {} (models/fetch builds it)",
+                path.display()
+            ),
+            CalibrationError::Parse { path, .. } => write!(
+                f,
+                "embedding calibration {} is not valid (rebuild it with models/fetch)",
+                path.display()
+            ),
+            CalibrationError::Invalid { path, problem } => write!(
+                f,
+                "embedding calibration {}: {problem} (rebuild it with models/fetch)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CalibrationError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CalibrationError::Read { source, .. } => Some(source),
+            CalibrationError::Parse { source, .. } => Some(source),
+            CalibrationError::Invalid { .. } => None,
+        }
+    }
+}
+
+impl Projector {
+    /// The learned transform of a calibration file: centre = its `mean`, matrix = its
+    /// `components` (principal axes) instead of the random projection. `tensor` and `in_dim` are
+    /// the manifest's embedding tensor and channel count, `out_dim` the embedding dimension;
+    /// a file for another tensor or shape, or with a non-finite value, is refused.
+    pub fn from_calibration(
+        path: &std::path::Path,
+        tensor: &str,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> Result<Projector, CalibrationError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CalibrationError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: CalibrationFile =
+            toml::from_str(&text).map_err(|source| CalibrationError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let invalid = |problem: String| CalibrationError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        };
+        if file.tensor != tensor {
+            return Err(invalid(format!(
+                "made for tensor \"{}\", the manifest names \"{tensor}\"",
+                file.tensor
+            )));
+        }
+        if file.in_dim != in_dim || file.out_dim != out_dim {
+            return Err(invalid(format!(
+                "made for {} -> {} dimensions, this build needs {in_dim} -> {out_dim}",
+                file.in_dim, file.out_dim
+            )));
+        }
+        if file.mean.len() != in_dim
+            || file.components.len() != out_dim
+            || file.components.iter().any(|r| r.len() != in_dim)
+        {
+            return Err(invalid(format!(
+                "mean or components do not have the declared {out_dim} x {in_dim} shape"
+            )));
+        }
+        if file
+            .mean
+            .iter()
+            .chain(file.components.iter().flatten())
+            .any(|v| !v.is_finite())
+        {
+            return Err(invalid("a value is not finite".into()));
+        }
+        // Row-major `in_dim × out_dim`: row `i` is what input `i` adds to each output.
+        let mut matrix = vec![0.0f32; in_dim * out_dim];
+        for (j, axis) in file.components.iter().enumerate() {
+            for (i, &v) in axis.iter().enumerate() {
+                matrix[i * out_dim + j] = v;
+            }
+        }
+        Ok(Projector {
+            in_dim,
+            out_dim,
+            matrix,
+            centre: Some(file.mean),
+        })
     }
 }
 

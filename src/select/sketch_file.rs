@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::embedding::EMBED_DIM;
 use super::sketch::{is_finite, Sketch};
 use super::FrameSketch;
 
@@ -242,28 +243,47 @@ impl std::error::Error for SketchFileError {
 }
 
 /// Version of the sketch *file* written by [`save_sketch_at`]. Version 1 files are the bare
-/// [`Sketch::to_bytes`] encoding (still read, with no CRC and high id 0). Version 2 (integers
-/// little-endian):
+/// [`Sketch::to_bytes`] encoding (still read, with no CRC and high id 0). Version 2 lacks the
+/// embedding space (still read, space unknown). Version 3 (integers little-endian):
 ///
 /// | offset | size | field                                                        |
 /// |--------|------|--------------------------------------------------------------|
 /// | 0      | 4    | magic `ESSF`                                                 |
-/// | 4      | 2    | file version, 2                                              |
+/// | 4      | 2    | file version, 3                                              |
 /// | 6      | 8    | highest spool entry id whose embedding is in the sketch      |
-/// | 14     | 4    | length `n` of the sketch bytes                               |
-/// | 18     | n    | [`Sketch::to_bytes`]                                         |
-/// | 18 + n | 4    | CRC-32 (IEEE) of bytes `0 .. 18 + n`                         |
-pub const FILE_FORMAT_VERSION: u16 = 2;
+/// | 14     | 8    | embedding space ([`crate::select::embedding::Projector::space_id`]) |
+/// | 22     | 4    | length `n` of the sketch bytes                               |
+/// | 26     | n    | [`Sketch::to_bytes`]                                         |
+/// | 26 + n | 4    | CRC-32 (IEEE) of bytes `0 .. 26 + n`                         |
+///
+/// (Version 2 is the same without the space field: sketch bytes at offset 18.)
+pub const FILE_FORMAT_VERSION: u16 = 3;
 const FILE_MAGIC: [u8; 4] = *b"ESSF";
-const FILE_HEADER_LEN: usize = 18;
+const FILE_HEADER_LEN: usize = 26;
+const V2_HEADER_LEN: usize = 18;
 
-/// Encodes a version-2 sketch file.
-pub fn sketch_file_bytes(sketch: &FrameSketch, high_id: u64) -> Vec<u8> {
+/// A decoded sketch file (of the kept frames' sketch unless `K` says otherwise).
+#[derive(Debug, Clone)]
+pub struct SavedSketch<const K: usize = { super::SKETCH_CENTRES }> {
+    pub sketch: Sketch<K, EMBED_DIM>,
+    /// Highest spool entry id folded into the sketch.
+    pub high_id: u64,
+    /// The embedding space its centres live in; None for files older than version 3.
+    pub space: Option<u64>,
+}
+
+/// Encodes a version-3 sketch file.
+pub fn sketch_file_bytes<const K: usize>(
+    sketch: &Sketch<K, EMBED_DIM>,
+    high_id: u64,
+    space: u64,
+) -> Vec<u8> {
     let body = sketch.to_bytes();
     let mut out = Vec::with_capacity(FILE_HEADER_LEN + body.len() + 4);
     out.extend_from_slice(&FILE_MAGIC);
     out.extend_from_slice(&FILE_FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&high_id.to_le_bytes());
+    out.extend_from_slice(&space.to_le_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
     let crc = crate::store::crc32(&out);
@@ -271,27 +291,49 @@ pub fn sketch_file_bytes(sketch: &FrameSketch, high_id: u64) -> Vec<u8> {
     out
 }
 
-/// Decodes a sketch file (version 2, or a version-1 bare sketch): the sketch and the highest
-/// spool id folded into it.
-pub fn parse_sketch_file(bytes: &[u8]) -> Result<(FrameSketch, u64), SketchError> {
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Decodes a sketch file of the kept frames' sketch (version 3 or 2, or a version-1 bare
+/// sketch).
+pub fn parse_sketch_file(bytes: &[u8]) -> Result<SavedSketch, SketchError> {
+    parse_sketch_file_of(bytes)
+}
+
+/// [`parse_sketch_file`] for a sketch of `K` centres.
+pub fn parse_sketch_file_of<const K: usize>(bytes: &[u8]) -> Result<SavedSketch<K>, SketchError> {
     if bytes.len() >= 4 && bytes[..4] == FILE_MAGIC {
-        if bytes.len() < FILE_HEADER_LEN + 4 {
+        if bytes.len() < 6 {
             return Err(SketchError::Invalid(format!(
                 "{} bytes is shorter than a sketch file header",
                 bytes.len()
             )));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != FILE_FORMAT_VERSION {
-            return Err(SketchError::Version {
-                expected: FILE_FORMAT_VERSION,
-                found: version,
-            });
+        let header = match version {
+            2 => V2_HEADER_LEN,
+            FILE_FORMAT_VERSION => FILE_HEADER_LEN,
+            _ => {
+                return Err(SketchError::Version {
+                    expected: FILE_FORMAT_VERSION,
+                    found: version,
+                })
+            }
+        };
+        if bytes.len() < header + 4 {
+            return Err(SketchError::Invalid(format!(
+                "{} bytes is shorter than a sketch file header",
+                bytes.len()
+            )));
         }
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&bytes[6..14]);
-        let len = u32::from_le_bytes([bytes[14], bytes[15], bytes[16], bytes[17]]) as usize;
-        let end = FILE_HEADER_LEN.saturating_add(len);
+        let high_id = le_u64(&bytes[6..14]);
+        let space = (version == FILE_FORMAT_VERSION).then(|| le_u64(&bytes[14..22]));
+        let l = &bytes[header - 4..header];
+        let len = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+        let end = header.saturating_add(len);
         if bytes.len() != end.saturating_add(4) {
             return Err(SketchError::Invalid(format!(
                 "{} bytes, the header says {} (truncated?)",
@@ -307,22 +349,33 @@ pub fn parse_sketch_file(bytes: &[u8]) -> Result<(FrameSketch, u64), SketchError
                 "CRC mismatch: stored {stored:08x}, computed {crc:08x}"
             )));
         }
-        let sketch = FrameSketch::from_bytes(&bytes[FILE_HEADER_LEN..end])?;
-        return Ok((sketch, u64::from_le_bytes(id)));
+        let sketch = Sketch::<K, EMBED_DIM>::from_bytes(&bytes[header..end])?;
+        return Ok(SavedSketch {
+            sketch,
+            high_id,
+            space,
+        });
     }
-    FrameSketch::from_bytes(bytes).map(|s| (s, 0))
+    Sketch::<K, EMBED_DIM>::from_bytes(bytes).map(|sketch| SavedSketch {
+        sketch,
+        high_id: 0,
+        space: None,
+    })
 }
 
 /// Reads a sketch saved by an earlier run; None when there is none yet.
 pub fn load_sketch(path: &Path) -> Result<Option<FrameSketch>, SketchFileError> {
-    load_sketch_file(path).map(|o| o.map(|(s, _)| s))
+    load_sketch_file::<{ super::SKETCH_CENTRES }>(path).map(|o| o.map(|s| s.sketch))
 }
 
-/// Reads a sketch file with the highest spool id folded into it; None when there is none.
-pub fn load_sketch_file(path: &Path) -> Result<Option<(FrameSketch, u64)>, SketchFileError> {
+/// Reads a sketch file with the highest spool id folded into it and its embedding space; None
+/// when there is none.
+pub fn load_sketch_file<const K: usize>(
+    path: &Path,
+) -> Result<Option<SavedSketch<K>>, SketchFileError> {
     match std::fs::read(path) {
         Ok(bytes) => {
-            parse_sketch_file(&bytes)
+            parse_sketch_file_of(&bytes)
                 .map(Some)
                 .map_err(|source| SketchFileError::Decode {
                     path: path.to_path_buf(),
@@ -337,22 +390,24 @@ pub fn load_sketch_file(path: &Path) -> Result<Option<(FrameSketch, u64)>, Sketc
     }
 }
 
-/// Saves the sketch atomically (temporary file, fsync, rename) with high id 0.
-pub fn save_sketch(path: &Path, sketch: &FrameSketch) -> Result<(), SketchFileError> {
-    save_sketch_at(path, sketch, 0)
+/// Saves the sketch atomically (temporary file, fsync, rename) with high id 0, in embedding
+/// space `space`.
+pub fn save_sketch(path: &Path, sketch: &FrameSketch, space: u64) -> Result<(), SketchFileError> {
+    save_sketch_at(path, sketch, 0, space)
 }
 
-/// Saves the sketch atomically as a version-2 file recording `high_id`, the highest spool
-/// entry id whose embedding it holds.
-pub fn save_sketch_at(
+/// Saves the sketch atomically as a version-3 file recording `high_id`, the highest spool
+/// entry id whose embedding it holds, and its embedding `space`.
+pub fn save_sketch_at<const K: usize>(
     path: &Path,
-    sketch: &FrameSketch,
+    sketch: &Sketch<K, EMBED_DIM>,
     high_id: u64,
+    space: u64,
 ) -> Result<(), SketchFileError> {
     let tmp = path.with_extension("bin.tmp");
     let write = || -> io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&sketch_file_bytes(sketch, high_id))?;
+        f.write_all(&sketch_file_bytes(sketch, high_id, space))?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
@@ -375,11 +430,25 @@ mod file_tests {
         let mut p = [0.0f32; crate::select::embedding::EMBED_DIM];
         p[0] = 1.0;
         sketch.insert(&p);
-        let bytes = sketch_file_bytes(&sketch, 42);
-        let (back, id) = parse_sketch_file(&bytes).expect("decodes");
-        assert_eq!((back.len(), id), (1, 42));
-        // Version 1 (bare) still reads.
-        assert_eq!(parse_sketch_file(&sketch.to_bytes()).expect("v1").1, 0);
+        let bytes = sketch_file_bytes(&sketch, 42, 0xABCD);
+        let back = parse_sketch_file(&bytes).expect("decodes");
+        assert_eq!((back.sketch.len(), back.high_id), (1, 42));
+        assert_eq!(back.space, Some(0xABCD));
+        // Version 1 (bare) still reads, space unknown.
+        let v1 = parse_sketch_file(&sketch.to_bytes()).expect("v1");
+        assert_eq!((v1.high_id, v1.space), (0, None));
+        // Version 2: the same without the space field.
+        let mut v2 = Vec::new();
+        v2.extend_from_slice(&FILE_MAGIC);
+        v2.extend_from_slice(&2u16.to_le_bytes());
+        v2.extend_from_slice(&7u64.to_le_bytes());
+        let body = sketch.to_bytes();
+        v2.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v2.extend_from_slice(&body);
+        let crc = crate::store::crc32(&v2);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        let v2 = parse_sketch_file(&v2).expect("v2");
+        assert_eq!((v2.sketch.len(), v2.high_id, v2.space), (1, 7, None));
         assert!(parse_sketch_file(&[]).is_err());
         assert!(parse_sketch_file(&bytes[..bytes.len() - 3]).is_err());
         for i in 0..bytes.len() {

@@ -21,7 +21,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::source::Frame;
-pub(crate) use format::crc32;
+pub use format::crc32;
 pub use index::RejectReason;
 pub use jpeg::dimensions as jpeg_dimensions;
 use record::KeptRecord;

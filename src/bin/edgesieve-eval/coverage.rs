@@ -4,10 +4,11 @@
 
 use crate::data::{self, Clip};
 use crate::metrics::{self, Coverage};
-use crate::replay::{new_pipeline, replay};
+use crate::replay::{new_pipeline, replay, replay_keep};
 use crate::{data_dir, open_source, report, verdict, Options, Out, TMO_DIR};
 use edgesieve::run::pipeline::{FrameOutcome, Pipeline};
 use edgesieve::run::ReasonCounts;
+use edgesieve::select::{FrameSketch, SeenSketch};
 use edgesieve::source::Frame;
 use edgesieve::store::Discard;
 use edgesieve::util::rng::SplitMix64;
@@ -58,6 +59,12 @@ pub struct TmoRun {
     /// Kept frames by reason.
     reasons: ReasonCounts,
     wall: Duration,
+    /// What the first pass kept, as `run` saves it in the spool.
+    sketch: Box<FrameSketch>,
+    /// Every frame the first pass saw, as `run` saves it in the spool.
+    seen: Box<SeenSketch>,
+    /// Kept flags of a second pass over the same drive starting from `sketch`, when run.
+    second: Option<Vec<bool>>,
 }
 
 pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
@@ -69,14 +76,15 @@ pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
     let mut frames = Vec::with_capacity(source.len_hint().unwrap_or(0));
     let mut thumbs = Vec::new();
     let start_ms = opts.config.input.start_ms;
-    let summary = replay(pipeline, source.as_mut(), start_ms, |pipeline, frame, o| {
-        if o.stored && thumbs.len() < SHEET_MAX {
-            if let Some(t) = report::thumbnail(frame) {
-                thumbs.push(t);
+    let (summary, pipeline) =
+        replay_keep(pipeline, source.as_mut(), start_ms, |pipeline, frame, o| {
+            if o.stored && thumbs.len() < SHEET_MAX {
+                if let Some(t) = report::thumbnail(frame) {
+                    thumbs.push(t);
+                }
             }
-        }
-        frames.push(record(pipeline, frame, o));
-    })?;
+            frames.push(record(pipeline, frame, o));
+        })?;
     if frames.is_empty() {
         return Err(format!("{}: no frame could be decoded", dir.display()));
     }
@@ -95,7 +103,31 @@ pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
         thumbs,
         reasons: summary.tally.reasons,
         wall: summary.elapsed,
+        sketch: Box::new(pipeline.selector().sketch().clone()),
+        seen: Box::new(pipeline.selector().seen().clone()),
+        second: None,
     })
+}
+
+/// The same drive again, starting from the sketches the first pass left (what it kept and what
+/// it saw, as a second `run` on the same spool does): a car driving its daily commute. Records
+/// which frames it keeps.
+pub fn second_pass(opts: &Options, run: &mut TmoRun) -> Result<(), String> {
+    let dir = data_dir(&opts.data, &format!("{TMO_DIR}/frames"))?;
+    let mut pipeline = new_pipeline(opts)?;
+    *pipeline.selector_mut().sketch_mut() = (*run.sketch).clone();
+    pipeline.selector_mut().set_seen_before(run.seen.clone());
+    let mut source = open_source(&dir, TMO_FPS)?;
+    eprintln!("part 1: replaying the same drive again from the saved sketch …");
+    let mut kept = Vec::with_capacity(run.frames.len());
+    replay(
+        pipeline,
+        source.as_mut(),
+        opts.config.input.start_ms,
+        |_, _, o| kept.push(o.stored),
+    )?;
+    run.second = Some(kept);
+    Ok(())
 }
 
 /// The figures of one selection.
@@ -349,6 +381,18 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
             pipeline.redundancy * 100.0
         ));
     }
+    selection_targets(
+        opts,
+        run,
+        &s,
+        &SelectionFigures {
+            pipeline: &pipeline,
+            random: &random,
+            kc_emb: &kc_emb,
+            kc_desc: &kc_desc,
+        },
+        out,
+    );
     let kept_ratio = k as f64 / n as f64;
     let off = (kept_ratio - opts.ratio) / opts.ratio;
     out.line(format!(
@@ -357,6 +401,134 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
         opts.ratio * 100.0,
         off * 100.0,
         verdict(off.abs() <= 0.1)
+    ));
+}
+
+struct SelectionFigures<'a> {
+    pipeline: &'a Figures,
+    random: &'a Figures,
+    kc_emb: &'a Figures,
+    kc_desc: &'a Figures,
+}
+
+/// Median distance between consecutive frames of a clip over the median distance between
+/// frames of different clips (pairs drawn with a fixed seed): how well a space tells "the same
+/// scene a moment later" from "another scene". Also returns both medians.
+fn steadiness(points: &[Vec<f32>], clip_of: &[usize], seed: u64) -> Option<(f32, f32, f32)> {
+    let consecutive = metrics::consecutive_median(points, clip_of)?;
+    let n = points.len();
+    let mut rng = SplitMix64::new(seed);
+    let mut cross = Vec::with_capacity(20_000);
+    for _ in 0..40_000 {
+        let (i, j) = (
+            (rng.next_u64() % n as u64) as usize,
+            (rng.next_u64() % n as u64) as usize,
+        );
+        if clip_of[i] != clip_of[j] {
+            cross.push(metrics::dist(&points[i], &points[j]));
+        }
+        if cross.len() == 20_000 {
+            break;
+        }
+    }
+    let cross = metrics::median(cross)?;
+    (cross > 0.0).then(|| (consecutive / cross, consecutive, cross))
+}
+
+/// Issue 10's selection figures: redundancy, repeated drive, coverage against the offline and
+/// random references, the kept ratio on novel content, the embedding's steadiness.
+fn selection_targets(
+    opts: &Options,
+    run: &TmoRun,
+    s: &Spaces,
+    f: &SelectionFigures,
+    out: &mut Out,
+) {
+    let n = run.frames.len();
+    out.line("");
+    out.line("selection targets (issue 10):");
+    out.line(format!(
+        "  redundancy among kept frames (descriptor)   {:>6.1}%   target <= 10%    {}",
+        f.pipeline.redundancy * 100.0,
+        verdict(f.pipeline.redundancy <= 0.10)
+    ));
+    if let Some(second) = &run.second {
+        let first_kept = run.frames.iter().filter(|r| r.kept).count();
+        let again = second.iter().filter(|&&k| k).count();
+        let twice = second
+            .iter()
+            .zip(&run.frames)
+            .filter(|(&k, r)| k && r.kept)
+            .count();
+        let share = again as f64 / first_kept.max(1) as f64;
+        out.line(format!(
+            "  second pass of the same drive: kept {again} vs {first_kept} ({:.1}%)   target <= 10%    {}   ({twice} frames kept in both passes)",
+            share * 100.0,
+            verdict(share <= 0.10)
+        ));
+    }
+    let (me, md) = (
+        f.pipeline.emb.max / f.kc_emb.emb.max,
+        f.pipeline.desc.max / f.kc_desc.desc.max,
+    );
+    out.line(format!(
+        "  max coverage vs offline k-centre, embedding {:>5.2}x / descriptor {:>5.2}x   target <= 1.2x / <= 1.5x   {}",
+        me,
+        md,
+        verdict(me <= 1.2 && md <= 1.5)
+    ));
+    let (re, rd) = (
+        f.pipeline.emb.mean / f.random.emb.mean,
+        f.pipeline.desc.mean / f.random.desc.mean,
+    );
+    out.line(format!(
+        "  mean coverage vs random, embedding {:>5.3}x / descriptor {:>5.3}x   target <= 1.0x both   {}",
+        re,
+        rd,
+        verdict(re <= 1.0 && rd <= 1.0)
+    ));
+    // Running kept ratio over the first pass, from frame 500 on.
+    let (mut kept, mut lo, mut hi) = (0usize, f64::INFINITY, 0.0f64);
+    for (i, r) in run.frames.iter().enumerate() {
+        kept += usize::from(r.kept);
+        if i + 1 >= 500 {
+            let ratio = kept as f64 / (i + 1) as f64 / opts.ratio;
+            lo = lo.min(ratio);
+            hi = hi.max(ratio);
+        }
+    }
+    if n >= 500 {
+        out.line(format!(
+            "  kept ratio on novel content from frame 500 on: {lo:.2}-{hi:.2} of target   target 0.9-1.1   {}",
+            verdict(lo >= 0.9 && hi <= 1.1)
+        ));
+    }
+    for (name, points) in [("embedding", s.emb), ("descriptor", s.desc)] {
+        if let Some((ratio, consecutive, cross)) = steadiness(points, s.clip_of, opts.seed) {
+            out.line(format!(
+                "  {name}: consecutive / cross-clip distance {ratio:.3} (medians {consecutive:.3} / {cross:.3}){}",
+                if name == "embedding" {
+                    format!("   target <= 0.10   {}", verdict(ratio <= 0.10))
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
+    // The duplicate radius against distances at growing gaps within a clip.
+    let mut row = String::new();
+    for gap in [1usize, 5, 10, 20, 50] {
+        let d: Vec<f32> = (gap..n)
+            .filter(|&i| s.clip_of[i] == s.clip_of[i - gap])
+            .map(|i| metrics::dist(&s.emb[i], &s.emb[i - gap]))
+            .collect();
+        if let Some(m) = metrics::median(d) {
+            row.push_str(&format!(" {gap}: {m:.3}"));
+        }
+    }
+    out.line(format!(
+        "  embedding distance at a gap of N frames within a clip (median):{row}; duplicate_radius {}",
+        opts.config.policy.duplicate_radius
     ));
 }
 

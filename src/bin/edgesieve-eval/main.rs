@@ -265,7 +265,8 @@ fn run(argv: &[String]) -> Result<(), String> {
 
     let mut report_files = Vec::new();
     if opts.runs(Part::Coverage) {
-        let run = coverage::tmo_run(&opts)?;
+        let mut run = coverage::tmo_run(&opts)?;
+        coverage::second_pass(&opts, &mut run)?;
         coverage::coverage_tables(&opts, &run, &mut out);
         coverage::cost_table(&run, &mut out);
         report_files = coverage::write_report(&opts, &run)?;
