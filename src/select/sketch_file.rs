@@ -172,9 +172,11 @@ impl<const K: usize, const D: usize> Sketch<K, D> {
                 rest.len()
             )));
         }
-        if body.radius.is_nan() || body.radius < 0.0 {
+        // Distances between unit vectors are at most 2, so a real radius is finite; an infinite
+        // one would make every frame "seen" by the seen sketch.
+        if !body.radius.is_finite() || body.radius < 0.0 {
             return Err(SketchError::Invalid(format!(
-                "radius {} is not a non-negative number",
+                "radius {} is not a finite non-negative number",
                 body.radius
             )));
         }
