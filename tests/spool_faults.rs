@@ -317,6 +317,32 @@ fn spool_or_empty(spool: &Path) -> PathBuf {
 /// Unmounts the tmpfs when the test ends, however it ends.
 struct Mount(PathBuf);
 
+impl Mount {
+    /// Mounts a tmpfs of `size` at `dir` (created); None, after printing SKIPPED, where this
+    /// machine does not allow it (not root, no mount).
+    fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mount = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match mount {
+            Ok(out) if out.status.success() => Some(Mount(dir.to_path_buf())),
+            Ok(out) => {
+                println!(
+                    "SKIPPED: mount -t tmpfs not permitted here: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                println!("SKIPPED: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
@@ -327,26 +353,9 @@ impl Drop for Mount {
 fn a_full_disk_refuses_frames_but_the_run_goes_on() {
     let work = temp_dir("faults-full");
     let mnt = work.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mount = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&mnt)
-        .output();
-    match mount {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            println!(
-                "SKIPPED: mount -t tmpfs not permitted here: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return;
-        }
-        Err(e) => {
-            println!("SKIPPED: cannot run mount: {e}");
-            return;
-        }
-    }
-    let _guard = Mount(mnt.clone());
+    let Some(_guard) = Mount::tmpfs(&mnt, "256k") else {
+        return;
+    };
     let spool = mnt.join("spool");
     // Duplicate rule off: consecutive frames must all be kept to fill the disk.
     let cfg = config(
@@ -412,26 +421,9 @@ fn a_full_disk_refuses_frames_but_the_run_goes_on() {
 fn a_read_only_spool_is_refused_naming_it() {
     let work = temp_dir("faults-ro");
     let mnt = work.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mount = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(&mnt)
-        .output();
-    match mount {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            println!(
-                "SKIPPED: mount -t tmpfs not permitted here: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return;
-        }
-        Err(e) => {
-            println!("SKIPPED: cannot run mount: {e}");
-            return;
-        }
-    }
-    let _guard = Mount(mnt.clone());
+    let Some(_guard) = Mount::tmpfs(&mnt, "8m") else {
+        return;
+    };
     let spool = mnt.join("spool");
     let cfg = config(&work, "[spool]\nmin_free_bytes = 0\n");
     let frames = frames_folder("faults-ro-frames", 1, 4);

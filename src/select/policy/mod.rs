@@ -775,26 +775,31 @@ mod tests {
                 p.stats().kept
             );
         };
-        // 1000 novel frames: kept at the target rate.
-        for _ in 0..1_000 {
-            let f = facts(
-                seen * 33,
-                rng.next_f64() as f32,
-                0.3 + rng.next_f64() as f32,
-                &[],
-            );
-            step(&mut p, &f, 1);
-            seen += 1;
-            check(&p, seen);
-        }
+        // 1000 novel frames (all beyond the radius), checking the ceiling at every frame.
+        let mut novel_stretch = |p: &mut Policy, seen: &mut u64| {
+            for _ in 0..1_000 {
+                let f = facts(
+                    *seen * 33,
+                    rng.next_f64() as f32,
+                    0.3 + rng.next_f64() as f32,
+                    &[],
+                );
+                step(p, &f, 1);
+                *seen += 1;
+                check(p, *seen);
+            }
+        };
+        // Kept at the target rate.
+        novel_stretch(&mut p, &mut seen);
         let novel = p.stats().kept;
         assert!(
             (45..=51).contains(&novel),
             "{novel} kept of 1000 novel frames"
         );
         // 5000 duplicates: nothing kept; 250 keeps unspent, 100 of them banked (2000 frames).
+        let mut dup_rng = SplitMix64::new(10);
         for _ in 0..5_000 {
-            let f = facts(seen * 33, 1.0, 0.29 * rng.next_f64() as f32, &[]);
+            let f = facts(seen * 33, 1.0, 0.29 * dup_rng.next_f64() as f32, &[]);
             assert!(!step(&mut p, &f, 1).keep);
             seen += 1;
         }
@@ -802,17 +807,7 @@ mod tests {
         // The novel stretch after it spends the bank, faster than the target but at most
         // BANK_SPEND_MAX times it, and never past the ceiling.
         let before = p.stats().kept;
-        for _ in 0..1_000 {
-            let f = facts(
-                seen * 33,
-                rng.next_f64() as f32,
-                0.3 + rng.next_f64() as f32,
-                &[],
-            );
-            step(&mut p, &f, 1);
-            seen += 1;
-            check(&p, seen);
-        }
+        novel_stretch(&mut p, &mut seen);
         let spent = p.stats().kept - before;
         assert!(
             spent >= 100,
