@@ -32,8 +32,8 @@ pub struct PolicyConfig {
     /// frame the model is sure about is still worth.
     pub uncertainty_floor: f64,
     /// Duplicate radius: a frame whose embedding lies within this distance of a kept frame
-    /// (the novelty sketch, with what earlier runs on the spool kept) is never kept for its
-    /// value; triggers and exploration still may. In embedding units (unit vectors, distances
+    /// (the novelty sketch, with what earlier runs on the spool kept) or of a view an earlier
+    /// run saw (`seen.bin`) is never kept for its value; triggers and exploration still may. In embedding units (unit vectors, distances
     /// in [0, 2]); 0 switches the rule off. See the policy docs for its calibration.
     pub duplicate_radius: f64,
     /// How much unspent budget is banked, in frames of stream: a stretch with nothing worth
