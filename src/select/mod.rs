@@ -360,12 +360,6 @@ impl Selector {
         d2.sqrt()
     }
 
-    /// Forgets the smoothing history: the next frame does not follow the last one (a new
-    /// stream, a gap in time).
-    pub fn restart_stream(&mut self) {
-        self.smoothed_frames = 0;
-    }
-
     /// The embedding space of [`Selector::embedding`] (see [`Projector::space_id`]).
     pub fn space_id(&self) -> u64 {
         self.projector.space_id()
