@@ -158,19 +158,11 @@ pub fn run_selection(
             );
             log::warn!("{reason}; quarantining it and starting a new sketch");
             crate::store::spool::quarantine_file(spool_dir, SKETCH_FILE, &reason);
-            spool
-                .lock()
-                .iter_records()
-                .filter_map(|r| r.ok().map(|(id, _)| id))
-                .max()
-                .unwrap_or(0)
+            spool.lock().pending().max().unwrap_or(0)
         }
         Ok(None) => 0,
         Err(e) => {
-            let reason = match std::error::Error::source(&e) {
-                Some(source) => format!("{e}: {source}"),
-                None => e.to_string(),
-            };
+            let reason = with_source(&e);
             log::warn!("{reason}; quarantining it and rebuilding the sketch from the spool");
             crate::store::spool::quarantine_file(spool_dir, SKETCH_FILE, &reason);
             0
@@ -260,6 +252,14 @@ fn fold_spool_into_sketch(pipeline: &mut Pipeline<SharedSpool>, high_id: u64) ->
     high
 }
 
+/// `e` and, when it has one, its source: "cannot read X: No such file or directory".
+fn with_source(e: &dyn std::error::Error) -> String {
+    match e.source() {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}
+
 /// Loads what earlier runs saw ([`SEEN_FILE`]) into the selector. The file is advisory: a
 /// missing one is normal, a damaged one or one from another embedding space is set aside with
 /// a warning and the run starts with nothing seen.
@@ -283,10 +283,7 @@ fn load_seen(pipeline: &mut Pipeline<SharedSpool>, spool_dir: &Path, space: u64)
             "{} was made in another embedding space: the model or its calibration changed",
             path.display()
         ),
-        Err(e) => match std::error::Error::source(&e) {
-            Some(source) => format!("{e}: {source}"),
-            None => e.to_string(),
-        },
+        Err(e) => with_source(&e),
     };
     log::warn!("{reason}; quarantining it (frames of earlier runs count as unseen)");
     crate::store::spool::quarantine_file(spool_dir, SEEN_FILE, &reason);
