@@ -1,10 +1,12 @@
 //! Which tract-linalg kernels the optimized detector runs on this machine.
 //!
 //!   cargo run --release --example kernels [-- --precision int8|fp32] [--model MANIFEST] [--dump]
+//!                                          [--shape WxH] [--profile N]
 //!   cargo run --target aarch64-unknown-linux-gnu --example kernels      # under qemu (runner)
 //!
-//! Loads the model exactly as the detector does (same input fact, same outputs, into_optimized),
-//! then reports:
+//! Loads the model exactly as the detector does (`optimized_model`: same checks, same input shape,
+//! same outputs; `--shape WxH` for another input than the manifest's, e.g. 416x256, the fit shape
+//! of 640x360 frames), then reports:
 //!   - the instruction set tract-linalg detected (`isa`),
 //!   - every matrix-multiply node (convs and dense layers become OptMatMul; the int8 model's
 //!     QLinearConvs become OptMatMuls with i32 accumulators) with the kernel tract picked for it
@@ -19,9 +21,12 @@
 //! With `--check` (scripts/test-arm, CI), exit status 1 when a main op (an OptMatMul) runs a
 //! portable kernel (no architecture, or an emulated accumulator), or when the int8 model has no
 //! i32 matmul at all (its quantized convs did not become int8 matmuls). `--dump` prints every
-//! node with tract's own description of it.
+//! node with tract's own description of it. `--profile N` runs the model N times (after one
+//! warm-up) on a grey input and prints where the time goes: milliseconds per run for each kind of
+//! op, with its node count and share, the slowest first (issue 11: what to make faster).
 
 use edgesieve::detect::manifest::{Manifest, Precision};
+use edgesieve::detect::model::optimized_model;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tract_linalg::isa;
@@ -44,6 +49,8 @@ fn run() -> TractResult<()> {
         "/models/yolox_nano.toml"
     ));
     let (mut dump, mut check) = (false, false);
+    let mut shape = None;
+    let mut profile_runs = 0usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -54,8 +61,19 @@ fn run() -> TractResult<()> {
             "--model" => manifest_path = PathBuf::from(args.next().unwrap_or_default()),
             "--dump" => dump = true,
             "--check" => check = true,
+            "--shape" => {
+                let v = args.next().unwrap_or_default();
+                let parsed = v
+                    .split_once('x')
+                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+                shape = Some(parsed.ok_or_else(|| format_err!("--shape {v:?}: not WxH"))?);
+            }
+            "--profile" => {
+                let v = args.next().unwrap_or_default();
+                profile_runs = v.parse().map_err(|_| format_err!("--profile {v:?}"))?;
+            }
             other => {
-                bail!("unknown argument {other:?} (--precision P, --model M, --dump, --check)")
+                bail!("unknown argument {other:?} (--precision P, --model M, --shape WxH, --profile N, --dump, --check)")
             }
         }
     }
@@ -63,25 +81,17 @@ fn run() -> TractResult<()> {
     let path = manifest.model_path(precision)?;
 
     let t0 = std::time::Instant::now();
-    let mut model = tract_onnx::onnx().model_for_path(&path)?;
-    let (h, w) = (
-        manifest.input.height as usize,
-        manifest.input.width as usize,
-    );
-    model.set_input_fact(0, f32::fact([1, 3, h, w]).into())?;
-    let mut outputs = vec![manifest.output.name.clone()];
-    if let Some(e) = &manifest.embedding {
-        outputs.push(e.tensor.clone());
-    }
-    model.select_outputs_by_name(&outputs)?;
-    let model = model.into_optimized()?;
+    let shape = shape.unwrap_or((manifest.input.width, manifest.input.height));
+    let model = optimized_model(&manifest, &path, shape)?;
     let load_s = t0.elapsed().as_secs_f64();
 
     let native = isa::native();
     println!(
-        "edgesieve kernels: {} model {} ({precision}), target {}, optimized in {load_s:.1} s",
+        "edgesieve kernels: {} model {} ({precision}, input {}x{}), target {}, optimized in {load_s:.1} s",
         manifest.name,
         path.display(),
+        shape.0,
+        shape.1,
         std::env::consts::ARCH
     );
     println!("isa: {native:?}");
@@ -178,8 +188,69 @@ fn run() -> TractResult<()> {
         println!("int8 model without int8 matmuls: its quantized convs run in float");
         failed = true;
     }
+    if profile_runs > 0 {
+        profile(model, shape, profile_runs)?;
+    }
     if check && failed {
         std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Runs `model` `runs` times on a grey input and prints the time per kind of op.
+fn profile(model: TypedModel, shape: (u32, u32), runs: usize) -> TractResult<()> {
+    use std::time::{Duration, Instant};
+    let plan = model.into_runnable()?;
+    let mut state = plan.spawn()?;
+    let input = Tensor::from_shape(
+        &[1, 3, shape.1 as usize, shape.0 as usize],
+        &vec![114f32; 3 * shape.0 as usize * shape.1 as usize],
+    )?;
+    // Per op name: total time, node count (of one run); per node: total time.
+    let mut per_op: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
+    let mut per_node: BTreeMap<usize, (Duration, String)> = BTreeMap::new();
+    let start = Instant::now();
+    for run in 0..=runs {
+        state.run_plan_with_eval(
+            tvec!(input.clone().into_tvalue()),
+            |ctx, st, node, inputs| {
+                let t = Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
+                if run > 0 {
+                    let e = per_op.entry(node.op().name().to_string()).or_default();
+                    e.0 += t.elapsed();
+                    e.1 += usize::from(run == 1);
+                    let n = per_node.entry(node.id).or_insert_with(|| {
+                        (
+                            Duration::ZERO,
+                            format!("{} ({})", node.name, node.op().name()),
+                        )
+                    });
+                    n.0 += t.elapsed();
+                }
+                out
+            },
+        )?;
+    }
+    let wall = start.elapsed().as_secs_f64() * 1e3 / (runs + 1) as f64;
+    let total: Duration = per_op.values().map(|(d, _)| *d).sum();
+    let total_ms = total.as_secs_f64() * 1e3 / runs as f64;
+    let mut rows: Vec<_> = per_op.into_iter().collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1 .0));
+    println!("profile: {runs} runs, {total_ms:.2} ms per run in ops ({wall:.2} ms per run wall)");
+    for (name, (d, n)) in rows {
+        let ms = d.as_secs_f64() * 1e3 / runs as f64;
+        println!(
+            "  {name:<28} x{n:<4} {ms:>8.2} ms {:>5.1}%",
+            100.0 * ms / total_ms
+        );
+    }
+    let mut nodes: Vec<_> = per_node.into_values().collect();
+    nodes.sort_by_key(|n| std::cmp::Reverse(n.0));
+    println!("slowest nodes:");
+    for (d, name) in nodes.iter().take(8) {
+        let ms = d.as_secs_f64() * 1e3 / runs as f64;
+        println!("  {name:<60} {ms:>8.2} ms");
     }
     Ok(())
 }

@@ -13,7 +13,9 @@ component is positive) from the fp32 model under onnxruntime on the calibration 
 writes them as TOML to the manifest's `[embedding] calibration` file. The Rust side
 (src/select/embedding.rs) reads that file; the pooling rule here must match
 `Detector::postprocess` (cells `0..ceil(resized_h * H / input_h)` x `0..ceil(resized_w * W /
-input_w)`), which tests/embedding_calibration.rs checks against tract.
+input_w)`), which tests/embedding_calibration.rs checks against tract. Each frame runs at the
+input shape `edgesieve run` gives its frames (`detector.input_shape = "fit"`, e.g. 416x256 for
+640x360, 416x160 for KITTI's 1242x375).
 
 Calibration frames (deterministic): all of drive-udacity-lanelines, all of labeled-kitti-tiny
 and every 8th frame of drive-tmo324-lane-detecting (see --help). The centre and axes are a
@@ -32,7 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from quantize import MANIFEST, letterbox, list_frames, load_manifest, shared_dir  # noqa: E402
+from quantize import MANIFEST, fit_shape, letterbox_to, list_frames, load_manifest, relax_input, shared_dir  # noqa: E402
 
 SETS = (
     ("drive-udacity-lanelines/frames", 1),
@@ -41,19 +43,24 @@ SETS = (
 )
 
 
-def pooled(session, tensor: str, path: Path, input_name: str, size: int, pad: float) -> np.ndarray:
-    x, r = letterbox(path, size, pad)
-    (fmap,) = session.run([tensor], {input_name: x})
-    _, _, h, w = fmap.shape
+def pooled(session, tensor: str, path: Path, input_name: str, size: int, pad: float,
+           stride: int) -> np.ndarray:
+    """The pooled map of one frame, with the model input shaped for it as `edgesieve run` shapes
+    it (detector.input_shape = "fit")."""
     from PIL import Image
 
     with Image.open(path) as im:
         fw, fh = im.size
+    iw, ih = fit_shape(fw, fh, size, size, stride)
+    x = letterbox_to(path, iw, ih, pad)
+    (fmap,) = session.run([tensor], {input_name: x})
+    _, _, h, w = fmap.shape
     # As preprocess.rs: resized size truncated, at least 1 pixel.
-    rw = min(size, max(1, int(fw * r)))
-    rh = min(size, max(1, int(fh * r)))
-    rows = min(h, -(-rh * h // size))
-    cols = min(w, -(-rw * w // size))
+    r = min(size / fw, size / fh)
+    rw = min(iw, max(1, int(fw * r)))
+    rh = min(ih, max(1, int(fh * r)))
+    rows = min(h, -(-rh * h // ih))
+    cols = min(w, -(-rw * w // iw))
     return fmap[0, :, :rows, :cols].astype(np.float64).mean(axis=(1, 2))
 
 
@@ -76,7 +83,9 @@ def main() -> int:
     pad = float(m["input"].get("pad_value", 114))
     data = args.data or shared_dir() / "data"
 
+    stride = max(int(s) for s in m["output"]["strides"])
     model = onnx.load(str(args.manifest.parent / m["fp32_file"]))
+    relax_input(model)
     if tensor not in {o.name for o in model.graph.output}:
         model.graph.output.append(onnx.ValueInfoProto(name=tensor))
     so = ort.SessionOptions()
@@ -92,7 +101,7 @@ def main() -> int:
             return 1
         used.append(f"{rel} every {step}: {len(frames)}")
         for i, p in enumerate(frames):
-            v = pooled(session, tensor, p, m["input"]["name"], size, pad)
+            v = pooled(session, tensor, p, m["input"]["name"], size, pad, stride)
             if i == 1:
                 # The pooled vector of one frame per set, for the Rust side to compare its own
                 # pooling with (tests/embedding_calibration.rs).

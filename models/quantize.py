@@ -101,6 +101,41 @@ def letterbox(path: Path, size: int = 416, pad: float = 114.0) -> tuple[np.ndarr
     return x, r
 
 
+def fit_shape(frame_w: int, frame_h: int, width: int, height: int, stride: int) -> tuple[int, int]:
+    """The model input edgesieve runs for frames of frame_w x frame_h (detector.input_shape =
+    "fit", src/detect/model.rs input_shape_for): the frame scaled to fit width x height, each side
+    plus half the stride rounded up to the stride, no larger than width x height."""
+    r = min(width / frame_w, height / frame_h)
+    rw, rh = min(width, max(1, int(frame_w * r))), min(height, max(1, int(frame_h * r)))
+
+    def up(v: int, most: int) -> int:
+        return max(min(stride, most), min(most, -(-(v + stride // 2) // stride) * stride))
+
+    return up(rw, width), up(rh, height)
+
+
+def letterbox_to(path: Path, width: int, height: int, pad: float) -> np.ndarray:
+    """1x3xHxW float32 BGR: the frame scaled to fit, top-left, the rest padded (as edgesieve)."""
+    im = Image.open(path).convert("RGB")
+    w, h = im.size
+    r = min(width / w, height / h)
+    nw, nh = max(1, int(w * r)), max(1, int(h * r))
+    canvas = np.full((height, width, 3), pad, dtype=np.float32)
+    canvas[:nh, :nw] = np.asarray(im.resize((nw, nh), Image.BILINEAR), dtype=np.float32)
+    return np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1))[None]
+
+
+def relax_input(model) -> None:
+    """Makes an ONNX model (onnx.ModelProto, changed in place) accept any stride-aligned input
+    size: its input's height and width become symbolic and the shapes the file pins for the
+    declared size (value_info, output dims) are cleared, as edgesieve's loader ignores them."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    del model.graph.value_info[:]
+    for o in model.graph.output:
+        o.type.tensor_type.ClearField("shape")
+
+
 _GRID_CACHE: dict = {}
 
 

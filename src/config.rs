@@ -106,6 +106,7 @@ pub struct ModelOverrides {
     pub model: Option<PathBuf>,
     pub precision: Option<Precision>,
     pub threads: Option<usize>,
+    pub input_shape: Option<crate::detect::InputShape>,
 }
 
 impl Config {
@@ -116,6 +117,9 @@ impl Config {
         }
         if let Some(p) = o.precision {
             self.detector.precision = p;
+        }
+        if let Some(shape) = o.input_shape {
+            self.detector.input_shape = shape;
         }
         if let Some(t) = o.threads {
             self.detector.threads = t;

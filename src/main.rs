@@ -3,6 +3,7 @@
 use edgesieve::config::Config;
 use edgesieve::detect::manifest::{self, Manifest, Precision};
 use edgesieve::detect::model::{Detector, DetectorOptions};
+use edgesieve::detect::InputShape;
 use edgesieve::run::bench;
 use edgesieve::run::detections::DetectionWriter;
 use edgesieve::run::pipeline::load_manifest;
@@ -44,7 +45,8 @@ USAGE:
   edgesieve config
       Every configuration key with its default, as TOML.
   edgesieve bench [MODEL OPTIONS] [--input DIR] [--frames N] [--warmup N]
-      Per-stage ms/frame and fps, fp32 and int8, one thread and all cores.
+      Per-stage ms/frame and fps, fp32 and int8, one thread and all cores, square and fit input
+      shapes; side by side with onnxruntime on the same shapes when python3 has it.
   edgesieve --version | --help
 
 MODEL OPTIONS:
@@ -52,13 +54,29 @@ MODEL OPTIONS:
   --precision P       int8 (default) or fp32
   --onnx FILE         run this ONNX file instead of the manifest's (it must fit the manifest)
   --threads N         inference threads, 1 to 64 (default 1)
+  --input-shape S     fit (default: the model input follows the frames' aspect ratio, e.g.
+                      416x256 for 16:9) or square (the manifest's 416x416)
 
 Logging: EDGESIEVE_LOG=error|warn|info|debug|trace (default info), on stderr.
 ";
 
-const MODEL_FLAGS: [&str; 4] = ["--model", "--precision", "--onnx", "--threads"];
+const MODEL_FLAGS: [&str; 5] = [
+    "--model",
+    "--precision",
+    "--onnx",
+    "--threads",
+    "--input-shape",
+];
 
 fn main() -> ExitCode {
+    // tract creates and drops errors while it loads a model (an op tried one way, then another);
+    // with RUST_BACKTRACE set each captured a backtrace: +708 M instructions on an aarch64 int8
+    // load (issue 11). Errors we print carry their context chain, not a backtrace, so their
+    // capture is off unless RUST_LIB_BACKTRACE asks for it; a panic's backtrace still follows
+    // RUST_BACKTRACE. Set before any other thread exists.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     logger::init(log::LevelFilter::Info);
     let argv: Vec<String> = std::env::args().skip(1).collect();
     // `edgesieve run --help` and the like: the usage, not an "unknown option" error.
@@ -114,7 +132,7 @@ fn err(e: impl std::error::Error) -> String {
 }
 
 /// The manifest and detector options of the model flags, checked like a config file's.
-fn model_options(args: &Args) -> Result<(Manifest, DetectorOptions), String> {
+fn model_options(args: &Args) -> Result<(Manifest, DetectorOptions, InputShape), String> {
     let mut config = Config::default();
     config.apply_overrides(&model_overrides(args).map_err(err)?);
     config.detector.validate().map_err(|e| format!("--{e}"))?;
@@ -126,7 +144,7 @@ fn model_options(args: &Args) -> Result<(Manifest, DetectorOptions), String> {
     let manifest = Manifest::load(&path).map_err(err)?;
     let mut options = config.detector.options();
     options.model_file = args.value("--onnx").map(PathBuf::from);
-    Ok((manifest, options))
+    Ok((manifest, options, config.detector.input_shape))
 }
 
 fn cmd_detect(argv: &[String]) -> Result<(), String> {
@@ -139,14 +157,20 @@ fn cmd_detect(argv: &[String]) -> Result<(), String> {
         );
     };
     let threshold: f32 = args.parsed("--threshold").map_err(err)?.unwrap_or(0.3);
-    let (manifest, options) = model_options(&args)?;
-    let detector = Detector::load(manifest, &options).map_err(err)?;
-    log::info!(
-        "model {} ({})",
-        detector.model_path().display(),
-        options.precision
-    );
+    let (manifest, mut options, shape) = model_options(&args)?;
     let mut source = edgesieve::source::open(input).map_err(err)?;
+    if shape == InputShape::Fit {
+        options.fit_frame = source.frame_size();
+    }
+    let detector = Detector::load(manifest, &options).map_err(err)?;
+    let input_spec = &detector.manifest().input;
+    log::info!(
+        "model {} ({}, input {}x{})",
+        detector.model_path().display(),
+        options.precision,
+        input_spec.width,
+        input_spec.height
+    );
     log::info!("reading {}", source.describe());
     let stdout = std::io::stdout();
     let mut writer =
@@ -166,7 +190,7 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
     let mut flags = MODEL_FLAGS.to_vec();
     flags.extend(["--input", "--frames", "--warmup"]);
     let args = Args::parse(argv, &flags, &[]).map_err(err)?;
-    let (manifest, base) = model_options(&args)?;
+    let (manifest, base, shape) = model_options(&args)?;
     let input = args
         .value("--input")
         .unwrap_or("../shared/data/drive-tmo324-lane-detecting/frames");
@@ -185,18 +209,43 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
         None if cores > 1 => vec![1, cores],
         None => vec![1],
     };
+    let frame_size = edgesieve::source::open(input).map_err(err)?.frame_size();
+    let fits: Vec<Option<(u32, u32)>> = match (args.value("--input-shape"), shape) {
+        (Some(_), InputShape::Square) => vec![None],
+        (Some(_), InputShape::Fit) => vec![frame_size],
+        (None, _) => vec![None, frame_size],
+    };
     println!("edgesieve bench: {frames} frames of {input} after {warmup} warm-up, {cores} cores");
     bench::print_header();
+    let mut rows = Vec::new();
     for &precision in &precisions {
-        for &t in &threads {
-            let options = DetectorOptions {
-                precision,
-                threads: t,
-                ..base.clone()
-            };
-            let row = bench::bench_one(&manifest, &options, input, frames, warmup).map_err(err)?;
-            bench::print_row(&row);
+        for &fit_frame in &fits {
+            for &t in &threads {
+                let options = DetectorOptions {
+                    precision,
+                    threads: t,
+                    fit_frame,
+                    ..base.clone()
+                };
+                let row =
+                    bench::bench_one(&manifest, &options, input, frames, warmup).map_err(err)?;
+                bench::print_row(&row);
+                rows.push(row);
+            }
         }
+    }
+    // The same model files, shapes and frames under onnxruntime, when python3 has it.
+    let script = manifest.dir.join("ort_bench.py");
+    match bench::ort_rows(&script, input, frames, &rows) {
+        Ok(ort) if !ort.is_empty() => {
+            println!(
+                "\ninference side by side (onnxruntime by {}):",
+                script.display()
+            );
+            bench::print_comparison(&rows, &ort);
+        }
+        Ok(_) => println!("\nonnxruntime: {} printed no timing", script.display()),
+        Err(why) => println!("\nonnxruntime: no comparison ({why})"),
     }
     Ok(())
 }

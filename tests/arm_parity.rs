@@ -8,6 +8,9 @@
 //!
 //! Regenerate (on x86_64 only) after an intended model or detector change:
 //!   EDGESIEVE_BLESS=1 cargo test --release --test arm_parity
+//! Last re-blessed 2026-11-30 for issue 11's fit input shape: the frames now run at 416x256, as
+//! `run` runs them, instead of 416x416 (other padding below the picture, so slightly other
+//! scores and boxes on the same objects).
 //!
 //! The int8 model is not committed: models/fetch rebuilds it with onnxruntime at set-up. Its bytes
 //! are deterministic on one machine (fixed frames, MinMax calibration), but another CPU (other
@@ -148,8 +151,10 @@ fn decode(frames: &[String]) -> Vec<Frame> {
 }
 
 fn detect_all(precision: Precision, frames: &[Frame]) -> Vec<Vec<Detection>> {
+    // The input shape `run` gives these 640x360 frames (detector.input_shape = "fit"): 416x256.
     let options = DetectorOptions {
         precision,
+        fit_frame: frames.first().map(|f| (f.width, f.height)),
         ..DetectorOptions::default()
     };
     assert_eq!(options.postprocess.min_score, MIN_SCORE);

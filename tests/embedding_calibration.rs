@@ -54,14 +54,16 @@ fn tract_pools_the_same_cells_as_the_calibration() {
     let file: File = toml::from_str(&text).unwrap();
     assert!(file.check.len() >= 3, "the file records its check frames");
     for precision in [Precision::Fp32, Precision::Int8] {
-        let options = DetectorOptions {
-            precision,
-            ..DetectorOptions::default()
-        };
-        let mut detector = Detector::load(m.clone(), &options).expect("model loads");
         for check in &file.check {
             let path = format!("{DATA}/{}", check.frame);
             let mut src = source::open(&path).unwrap();
+            // Shaped for the frame, as `run` shapes it and the calibration did.
+            let options = DetectorOptions {
+                precision,
+                fit_frame: src.frame_size(),
+                ..DetectorOptions::default()
+            };
+            let mut detector = Detector::load(m.clone(), &options).expect("model loads");
             let mut frame = Frame::new();
             src.next_frame(&mut frame).unwrap().unwrap();
             detector

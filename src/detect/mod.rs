@@ -39,6 +39,43 @@ pub struct DetectorConfig {
     pub nms_iou: f32,
     /// Most boxes kept per frame, best first.
     pub max_detections: usize,
+    /// How the model input is shaped: "fit" (the source's aspect ratio, fixed from the stream
+    /// header or the first image; frames of another size are letterboxed into it) or "square"
+    /// (the manifest's input size whatever the frames).
+    pub input_shape: InputShape,
+}
+
+impl std::str::FromStr for InputShape {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<InputShape, String> {
+        match s {
+            "fit" => Ok(InputShape::Fit),
+            "square" => Ok(InputShape::Square),
+            other => Err(format!("{other:?} is not fit or square")),
+        }
+    }
+}
+
+impl std::fmt::Display for InputShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputShape::Fit => "fit",
+            InputShape::Square => "square",
+        })
+    }
+}
+
+/// `detector.input_shape`: see [`DetectorConfig::input_shape`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputShape {
+    /// The manifest's long side, the short side following the frames' aspect ratio (rounded up
+    /// to the largest stride): a 16:9 camera runs YOLOX at 416x256 instead of 416x416.
+    #[default]
+    Fit,
+    /// The manifest's input size as it is.
+    Square,
 }
 
 impl Default for DetectorConfig {
@@ -50,6 +87,7 @@ impl Default for DetectorConfig {
             min_score: 0.1,
             nms_iou: 0.45,
             max_detections: 100,
+            input_shape: InputShape::Fit,
         }
     }
 }
@@ -81,7 +119,19 @@ impl DetectorConfig {
         Ok(())
     }
 
-    /// The detector's options for these settings.
+    /// The detector's options for these settings, for frames of `frame_size` (width, height)
+    /// when the source knows it.
+    pub fn options_for(&self, frame_size: Option<(u32, u32)>) -> DetectorOptions {
+        DetectorOptions {
+            fit_frame: match self.input_shape {
+                InputShape::Fit => frame_size,
+                InputShape::Square => None,
+            },
+            ..self.options()
+        }
+    }
+
+    /// The detector's options for these settings (the manifest's input shape).
     pub fn options(&self) -> DetectorOptions {
         DetectorOptions {
             precision: self.precision,
@@ -92,6 +142,7 @@ impl DetectorConfig {
                 nms_iou: self.nms_iou,
                 max_detections: self.max_detections,
             },
+            fit_frame: None,
         }
     }
 }

@@ -55,6 +55,8 @@ impl StageTimes {
 pub struct BenchRow {
     pub precision: Precision,
     pub threads: usize,
+    /// The model input (width, height) the detector was shaped for.
+    pub input: (u32, u32),
     pub frames: usize,
     pub detections: usize,
     pub times: StageTimes,
@@ -139,6 +141,10 @@ pub fn bench_one(
     warmup: usize,
 ) -> Result<BenchRow, BenchError> {
     let detector = Detector::load(manifest.clone(), options).map_err(BenchError::Detector)?;
+    let input_size = (
+        detector.manifest().input.width,
+        detector.manifest().input.height,
+    );
     let mut source = crate::source::open(input).map_err(BenchError::Source)?;
     let mut timer = StageTimer::new(detector, frames, warmup);
     let summary = run_job(source.as_mut(), &mut timer, &JobOptions::default())
@@ -154,6 +160,7 @@ pub fn bench_one(
     Ok(BenchRow {
         precision: options.precision,
         threads: options.threads,
+        input: input_size,
         frames: timer.timed,
         detections: timer.detections,
         times: StageTimes {
@@ -167,8 +174,9 @@ pub fn bench_one(
 
 pub fn print_header() {
     println!(
-        "{:<6} {:>7} {:>6} {:>9} {:>11} {:>10} {:>12} {:>9} {:>8} {:>8}",
+        "{:<6} {:>7} {:>7} {:>6} {:>9} {:>11} {:>10} {:>12} {:>9} {:>8} {:>8}",
         "model",
+        "input",
         "threads",
         "frames",
         "decode",
@@ -184,8 +192,9 @@ pub fn print_header() {
 pub fn print_row(r: &BenchRow) {
     let t = r.times;
     println!(
-        "{:<6} {:>7} {:>6} {:>9.2} {:>11.2} {:>10.2} {:>12.3} {:>9.2} {:>8.1} {:>8.1}",
+        "{:<6} {:>7} {:>7} {:>6} {:>9.2} {:>11.2} {:>10.2} {:>12.3} {:>9.2} {:>8.1} {:>8.1}",
         r.precision.to_string(),
+        format!("{}x{}", r.input.0, r.input.1),
         r.threads,
         r.frames,
         t.decode,
@@ -196,4 +205,144 @@ pub fn print_row(r: &BenchRow) {
         1e3 / t.total(),
         r.detections as f64 / r.frames as f64
     );
+}
+
+/// onnxruntime's inference time for one configuration, from `models/ort_bench.py --rows`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrtRow {
+    pub precision: Precision,
+    pub threads: usize,
+    pub input: (u32, u32),
+    pub inference_ms: f64,
+}
+
+/// Parses one `ort PRECISION THREADS WxH MS` line of `ort_bench.py --rows`.
+pub fn parse_ort_row(line: &str) -> Option<OrtRow> {
+    let mut it = line.split_whitespace();
+    if it.next()? != "ort" {
+        return None;
+    }
+    let precision = it.next()?.parse().ok()?;
+    let threads = it.next()?.parse().ok()?;
+    let (w, h) = it.next()?.split_once('x')?;
+    let inference_ms = it.next()?.parse().ok()?;
+    Some(OrtRow {
+        precision,
+        threads,
+        input: (w.parse().ok()?, h.parse().ok()?),
+        inference_ms,
+    })
+}
+
+/// Times the same configurations under onnxruntime with `script` (models/ort_bench.py) on
+/// `frames` frames of `input`. Err says why there is no comparison (no python3, no
+/// onnxruntime, the script failed); the tract figures stand without it.
+pub fn ort_rows(
+    script: &std::path::Path,
+    input: &str,
+    frames: usize,
+    rows: &[BenchRow],
+) -> Result<Vec<OrtRow>, String> {
+    if !script.is_file() {
+        return Err(format!("{} not found", script.display()));
+    }
+    let join = |v: Vec<String>| {
+        let mut v = v;
+        v.sort();
+        v.dedup();
+        v.join(",")
+    };
+    let shapes = join(
+        rows.iter()
+            .map(|r| format!("{}x{}", r.input.0, r.input.1))
+            .collect(),
+    );
+    let precisions = join(rows.iter().map(|r| r.precision.to_string()).collect());
+    let threads = join(rows.iter().map(|r| r.threads.to_string()).collect());
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .args([
+            "--rows",
+            "--frames",
+            &frames.to_string(),
+            "--frames-dir",
+            input,
+        ])
+        .args([
+            "--shapes",
+            &shapes,
+            "--precisions",
+            &precisions,
+            "--threads",
+            &threads,
+        ])
+        .output()
+        .map_err(|e| format!("{python}: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or("").trim();
+        return Err(format!(
+            "{} failed ({}): {last}",
+            script.display(),
+            out.status
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(parse_ort_row)
+        .collect())
+}
+
+/// tract's inference next to onnxruntime's for every configuration both ran.
+pub fn print_comparison(rows: &[BenchRow], ort: &[OrtRow]) {
+    println!(
+        "{:<6} {:>7} {:>7} {:>14} {:>16} {:>14}",
+        "model", "input", "threads", "tract ms", "onnxruntime ms", "tract / ort"
+    );
+    for r in rows {
+        let Some(o) = ort
+            .iter()
+            .find(|o| (o.precision, o.threads, o.input) == (r.precision, r.threads, r.input))
+        else {
+            continue;
+        };
+        println!(
+            "{:<6} {:>7} {:>7} {:>14.2} {:>16.2} {:>13.2}x",
+            r.precision.to_string(),
+            format!("{}x{}", r.input.0, r.input.1),
+            r.threads,
+            r.times.inference,
+            o.inference_ms,
+            r.times.inference / o.inference_ms
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ort_rows_parse_and_bad_lines_are_skipped() {
+        assert_eq!(
+            parse_ort_row("ort fp32 1 416x256 19.420"),
+            Some(OrtRow {
+                precision: Precision::Fp32,
+                threads: 1,
+                input: (416, 256),
+                inference_ms: 19.42
+            })
+        );
+        for bad in [
+            "",
+            "onnxruntime 1.32.0, 10 frames",
+            "ort fp16 1 416x256 1.0",
+            "ort int8 one 416x256 1.0",
+            "ort int8 1 416 1.0",
+            "ort int8 1 416x256",
+        ] {
+            assert_eq!(parse_ort_row(bad), None, "{bad:?}");
+        }
+    }
 }

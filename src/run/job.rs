@@ -130,8 +130,10 @@ pub fn run_selection(
     let (spool, _recovery) =
         Spool::open(spool_dir, config.spool.clone()).map_err(RunError::Spool)?;
     let spool = SharedSpool::new(spool);
-    let mut pipeline =
-        Pipeline::new(config, manifest, spool.clone()).map_err(RunError::Pipeline)?;
+    // The source opens first: the detector's input is shaped for its frames.
+    let mut source = crate::source::open_with(input, &config.input).map_err(RunError::Source)?;
+    let mut pipeline = Pipeline::new(config, manifest, spool.clone(), source.frame_size())
+        .map_err(RunError::Pipeline)?;
     let sketch_path: PathBuf = spool_dir.join(SKETCH_FILE);
     let space = pipeline.selector().space_id();
     let mut high_id = match load_sketch_file(&sketch_path) {
@@ -171,7 +173,6 @@ pub fn run_selection(
     // Entries stored after the last sketch save (a kill in between) count as seen too.
     high_id = fold_spool_into_sketch(&mut pipeline, high_id);
     load_seen(&mut pipeline, spool_dir, space);
-    let mut source = crate::source::open_with(input, &config.input).map_err(RunError::Source)?;
     let described = source.describe();
     pipeline.set_source_label(&described);
     log::info!(

@@ -92,7 +92,14 @@ pub struct Pipeline<S: Sink> {
 }
 
 impl<S: Sink> Pipeline<S> {
-    pub fn new(config: &Config, manifest: Manifest, sink: S) -> Result<Pipeline<S>, PipelineError> {
+    /// A pipeline for frames of `frame_size` (width, height) when the source knows it: the
+    /// detector's input is shaped for it (`detector.input_shape`).
+    pub fn new(
+        config: &Config,
+        manifest: Manifest,
+        sink: S,
+        frame_size: Option<(u32, u32)>,
+    ) -> Result<Pipeline<S>, PipelineError> {
         let selector = Selector::new(
             &config.uncertainty,
             &config.embedding,
@@ -101,7 +108,7 @@ impl<S: Sink> Pipeline<S> {
             &manifest,
         )
         .map_err(PipelineError::Select)?;
-        let options = config.detector.options();
+        let options = config.detector.options_for(frame_size);
         let detector = Detector::load(manifest, &options).map_err(PipelineError::Detector)?;
         let model_label = format!(
             "{} ({})",

@@ -154,6 +154,14 @@ impl FrameSource for Folder {
         Some(self.files.len())
     }
 
+    /// The size the first readable image's header states (headers only, nothing decoded).
+    fn frame_size(&self) -> Option<(u32, u32)> {
+        self.files[self.pos.min(self.files.len())..]
+            .iter()
+            .take(8)
+            .find_map(|(path, _)| image::image_dimensions(path).ok())
+    }
+
     fn fault_checks(&self) -> FaultChecks {
         self.checks
     }

@@ -225,6 +225,12 @@ pub trait FrameSource: Send {
         None
     }
 
+    /// The size (width, height) of the frames to come when the source knows it before the first
+    /// frame (a stream header, the first image's header), so the detector can be shaped for it.
+    fn frame_size(&self) -> Option<(u32, u32)> {
+        None
+    }
+
     /// Lets a source that can block (a stream read on its own thread, [`threaded::Prefetch`])
     /// end with None once `shutdown` is asked for. The job loop calls it before the first frame;
     /// other sources ignore it.

@@ -31,6 +31,7 @@ enum Item {
 pub struct Prefetch {
     description: String,
     len_hint: Option<usize>,
+    frame_size: Option<(u32, u32)>,
     checks: FaultChecks,
     frames: Receiver<Item>,
     recycle: SyncSender<Frame>,
@@ -45,6 +46,7 @@ impl Prefetch {
     pub fn new(inner: Box<dyn FrameSource>, shutdown: Option<Shutdown>) -> Prefetch {
         let description = inner.describe();
         let len_hint = inner.len_hint();
+        let frame_size = inner.frame_size();
         let checks = inner.fault_checks();
         let (frame_tx, frames) = mpsc::sync_channel(AHEAD);
         // Never full: AHEAD + 2 frames circulate in all.
@@ -62,6 +64,7 @@ impl Prefetch {
         Prefetch {
             description,
             len_hint,
+            frame_size,
             checks,
             frames,
             recycle,
@@ -113,6 +116,10 @@ impl FrameSource for Prefetch {
 
     fn len_hint(&self) -> Option<usize> {
         self.len_hint
+    }
+
+    fn frame_size(&self) -> Option<(u32, u32)> {
+        self.frame_size
     }
 
     fn watch_shutdown(&mut self, shutdown: &Shutdown) {

@@ -197,6 +197,10 @@ impl FrameSource for Y4m {
         )
     }
 
+    fn frame_size(&self) -> Option<(u32, u32)> {
+        Some((self.header.width, self.header.height))
+    }
+
     fn fault_checks(&self) -> FaultChecks {
         self.checks
     }

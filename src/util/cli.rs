@@ -96,6 +96,13 @@ pub fn model_overrides(args: &Args) -> Result<ModelOverrides, CliError> {
         model: args.value("--model").map(PathBuf::from),
         precision,
         threads: args.parsed::<usize>("--threads")?,
+        input_shape: match args.value("--input-shape") {
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|e: String| CliError(format!("--input-shape: {e}")))?,
+            ),
+            None => None,
+        },
     })
 }
 

@@ -70,8 +70,8 @@ pub struct TmoRun {
 pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
     let dir = data_dir(&opts.data, &format!("{TMO_DIR}/frames"))?;
     let clips = data::load_clips(&opts.data.join(TMO_DIR).join("clips.json"))?;
-    let pipeline = new_pipeline(opts)?;
     let mut source = open_source(&dir, TMO_FPS)?;
+    let pipeline = new_pipeline(opts, source.as_ref())?;
     eprintln!("part 1: replaying {} …", source.describe());
     let mut frames = Vec::with_capacity(source.len_hint().unwrap_or(0));
     let mut thumbs = Vec::new();
@@ -114,10 +114,10 @@ pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
 /// which frames it keeps.
 pub fn second_pass(opts: &Options, run: &mut TmoRun) -> Result<(), String> {
     let dir = data_dir(&opts.data, &format!("{TMO_DIR}/frames"))?;
-    let mut pipeline = new_pipeline(opts)?;
+    let mut source = open_source(&dir, TMO_FPS)?;
+    let mut pipeline = new_pipeline(opts, source.as_ref())?;
     *pipeline.selector_mut().sketch_mut() = (*run.sketch).clone();
     pipeline.selector_mut().set_seen_before(run.seen.clone());
-    let mut source = open_source(&dir, TMO_FPS)?;
     eprintln!("part 1: replaying the same drive again from the saved sketch …");
     let mut kept = Vec::with_capacity(run.frames.len());
     replay(

@@ -12,7 +12,9 @@ const MATCH_IOU: f32 = 0.5;
 
 pub fn error_capture(opts: &Options, out: &mut Out) -> Result<(), String> {
     let dir = data_dir(&opts.data, &format!("{KITTI_DIR}/images"))?;
-    let pipeline = new_pipeline(opts)?;
+    // At 1 fps: frame i is stamped i seconds.
+    let mut source = open_source(&dir, 1.0)?;
+    let pipeline = new_pipeline(opts, source.as_ref())?;
     let classes = pipeline.detector().manifest().classes.clone();
     let labels: Labels = coco::load_labels(
         &opts.data.join(KITTI_DIR).join("annotations.json"),
@@ -20,8 +22,6 @@ pub fn error_capture(opts: &Options, out: &mut Out) -> Result<(), String> {
         coco::coco_class,
     )?;
     let threshold = opts.config.uncertainty.threshold;
-    // At 1 fps: frame i is stamped i seconds.
-    let mut source = open_source(&dir, 1.0)?;
     eprintln!("part 3: replaying {} …", source.describe());
     let mut unc = Vec::new();
     let mut errors = Vec::new();

@@ -111,6 +111,11 @@ impl FrameSource for Spliced {
         }
     }
 
+    /// The day drive's: the camera the spliced frames interrupt.
+    fn frame_size(&self) -> Option<(u32, u32)> {
+        self.day.frame_size()
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} with {} spliced in",
@@ -137,7 +142,7 @@ pub fn rare_recall(opts: &Options, out: &mut Out) -> Result<(), String> {
     let positions = splice_positions(n_day, n_rare, opts.seed);
     let mut source = Spliced::new(day, rare, positions);
     eprintln!("part 2: replaying {} …", source.describe());
-    let pipeline = new_pipeline(opts)?;
+    let pipeline = new_pipeline(opts, &source)?;
     let mut kept = Vec::new();
     let mut embeddings = Vec::new();
     let mut scores: Vec<[f32; 3]> = Vec::new();

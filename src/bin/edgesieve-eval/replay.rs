@@ -8,10 +8,11 @@ use edgesieve::run::{run_job, FrameHandler, FrameInfo, JobOptions, Stop, Summary
 use edgesieve::source::{Frame, FrameSource};
 use edgesieve::store::Discard;
 
-/// A fresh pipeline with the eval's configuration.
-pub fn new_pipeline(opts: &Options) -> Result<Pipeline<Discard>, String> {
+/// A fresh pipeline with the eval's configuration, its detector shaped for `source`'s frames
+/// as `run` shapes it.
+pub fn new_pipeline(opts: &Options, source: &dyn FrameSource) -> Result<Pipeline<Discard>, String> {
     let manifest = load_manifest(&opts.config, &opts.manifest).map_err(crate::err)?;
-    Pipeline::new(&opts.config, manifest, Discard).map_err(crate::err)
+    Pipeline::new(&opts.config, manifest, Discard, source.frame_size()).map_err(crate::err)
 }
 
 /// The pipeline, then `record(pipeline, frame, outcome)` of each frame.
