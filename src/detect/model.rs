@@ -381,10 +381,12 @@ pub fn optimized_model(
 ) -> Result<TypedModel, DetectorError> {
     // The file's intermediate shapes (value_info) are those of its declared input: ignored, so
     // the graph can be specialised for another input size; every shape is inferred anew.
+    let started = std::time::Instant::now();
     let mut model = tract_onnx::onnx()
         .with_ignore_value_info(true)
         .model_for_path(path)
         .map_err(|e| load_err(path, e))?;
+    let parsed = started.elapsed();
 
     // Input: name and, where the file states it, shape must be what the manifest says.
     let (h, w) = (
@@ -444,6 +446,14 @@ pub fn optimized_model(
     let typed = model
         .into_optimized()
         .map_err(|e| load_err(path, format!("{e:#}")))?;
+    log::debug!(
+        "model {}: parsed in {:.0} ms, specialised for {}x{} and optimised in {:.0} ms",
+        path.display(),
+        parsed.as_secs_f64() * 1e3,
+        shape.0,
+        shape.1,
+        (started.elapsed() - parsed).as_secs_f64() * 1e3
+    );
 
     // Output shapes, now that every shape is known.
     let mut specialised = manifest.clone();
