@@ -5,6 +5,7 @@
 
 use crate::detect::manifest::Precision;
 use crate::detect::DetectorConfig;
+use crate::run::status::StatusConfig;
 use crate::select::policy::PolicyConfig;
 use crate::select::uncertainty::UncertaintyConfig;
 use crate::select::EmbeddingConfig;
@@ -62,6 +63,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub spool: SpoolConfig,
     pub upload: UploadConfig,
+    pub status: StatusConfig,
 }
 
 /// Why a configuration file cannot be used.
@@ -178,6 +180,7 @@ impl Config {
         self.policy.validate().map_err(|e| e.within("policy"))?;
         self.spool.validate().map_err(|e| e.within("spool"))?;
         self.upload.validate().map_err(|e| e.within("upload"))?;
+        self.status.validate().map_err(|e| e.within("status"))?;
         Ok(())
     }
 

@@ -58,9 +58,14 @@ fn run_keeps_about_the_target_share_with_full_records() {
     let frames = frames_folder("run-frames", 100);
     let work = temp_dir("run-work");
     let spool = work.join("spool");
+    let status = work.join("edgesieve.prom");
     let config = write_config(
         &work,
-        "[policy]\ntarget_keep_ratio = 0.1\nexplore_probability = 0.0\n",
+        &format!(
+            "[policy]\ntarget_keep_ratio = 0.1\nexplore_probability = 0.0\n\
+             [status]\npath = {:?}\nperiod_s = 0.1\n",
+            status.to_str().unwrap()
+        ),
     );
     let out = edgesieve(&[
         "run",
@@ -113,6 +118,27 @@ fn run_keeps_about_the_target_share_with_full_records() {
     }
     // Diversity: both scenes are represented, not only the busier city clip.
     assert_eq!(clips.len(), 2, "kept frames from one clip only: {clips:?}");
+
+    // The status file (Prometheus text format) holds the run's final counters.
+    let text = std::fs::read_to_string(&status).expect("status file written");
+    let metric = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(metric("edgesieve_frames_in_total"), 200.0);
+    assert_eq!(metric("edgesieve_frames_processed_total"), 200.0);
+    assert_eq!(metric("edgesieve_frames_skipped_total"), 0.0);
+    assert_eq!(metric("edgesieve_frames_kept_total"), records.len() as f64);
+    assert_eq!(metric("edgesieve_spool_entries"), records.len() as f64);
+    assert!(metric("edgesieve_spool_bytes") > 0.0);
+    assert!(
+        metric("edgesieve_status_timestamp_seconds") >= metric("edgesieve_start_timestamp_seconds")
+    );
+    assert_eq!(text.matches("# TYPE ").count(), 13, "{text}");
+    assert!(!work.join("edgesieve.prom.tmp").exists());
     assert!(spool.join("sketch.bin").is_file());
 
     // A second run over the same frames starts from the saved sketch: those scenes are no

@@ -4,9 +4,11 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use super::pipeline::{load_manifest, Pipeline, PipelineError, RunStats};
 use super::shutdown::Shutdown;
+use super::status::{Counters, StatusWriter};
 use super::upload::{make_uploader, UploadJobError, UploadThread};
 use super::{run_job, JobError, JobOptions, Summary};
 use super::{FrameHandler, FrameInfo, Tally};
@@ -202,11 +204,20 @@ pub fn run_selection(
         high_id,
         failures: 0,
         frames: 0,
+        status: StatusWriter::new(&config.status),
+        start_s: unix_now_s(),
     };
     let result = run_job(source.as_mut(), &mut saving, &options);
     // Whatever happened to the input, what was kept stays kept: save the sketch, then report.
     let saved = saving.save();
     saving.save_seen();
+    if let (Ok(summary), Some(_)) = (&result, &saving.status) {
+        let skipped = summary.failed + summary.uniform + summary.frozen;
+        let counters = saving.counters(summary.frames + summary.failed, skipped);
+        if let Some(w) = saving.status.as_mut() {
+            let _ = w.write(&counters, Instant::now());
+        }
+    }
     // The uploader finishes the entry in hand; what it did not reach stays in the spool.
     let upload = upload_thread.map(UploadThread::finish);
     saved?;
@@ -254,6 +265,13 @@ fn fold_spool_into_sketch(pipeline: &mut Pipeline<SharedSpool>, high_id: u64) ->
 }
 
 /// `e` and, when it has one, its source: "cannot read X: No such file or directory".
+/// Seconds since the Unix epoch, now.
+fn unix_now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn with_source(e: &dyn std::error::Error) -> String {
     match e.source() {
         Some(source) => format!("{e}: {source}"),
@@ -301,9 +319,34 @@ struct SavingSketch<'a> {
     failures: u64,
     /// Frames handled since the start.
     frames: u64,
+    /// The status file (`[status]`), when configured, and the run's start (s since the epoch).
+    status: Option<StatusWriter>,
+    start_s: f64,
 }
 
 impl SavingSketch<'_> {
+    /// The counters of the status file; `frames_in` and `skipped` as far as known.
+    fn counters(&self, frames_in: u64, skipped: u64) -> Counters {
+        let stats = self.pipeline.stats();
+        let spool = self.pipeline.sink().lock().stats();
+        let (errors, warnings, last_error_ms) = crate::util::logger::problem_counts();
+        Counters {
+            frames_in,
+            processed: stats.frames,
+            skipped,
+            kept: stats.kept,
+            rejected: stats.sink_rejected,
+            evicted: spool.evicted,
+            spool_entries: spool.entries as u64,
+            spool_bytes: spool.bytes,
+            errors,
+            warnings,
+            last_error_s: last_error_ms as f64 / 1e3,
+            start_s: self.start_s,
+            now_s: unix_now_s(),
+        }
+    }
+
     /// Saves the seen sketch; a failure is a warning (it only makes the next run see less).
     fn save_seen(&mut self) {
         let selector = self.pipeline.selector();
@@ -370,6 +413,16 @@ impl FrameHandler for SavingSketch<'_> {
         self.frames += 1;
         if self.frames % SEEN_SAVE_EVERY == 0 {
             self.save_seen();
+        }
+        let now = Instant::now();
+        if self.status.as_ref().is_some_and(|w| w.due(now)) {
+            // The source's frame index counts every frame it delivered, decoded or not.
+            let frames_in = frame.index + 1;
+            let skipped = frames_in.saturating_sub(self.pipeline.stats().frames);
+            let counters = self.counters(frames_in, skipped);
+            if let Some(w) = self.status.as_mut() {
+                let _ = w.write(&counters, now);
+            }
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod detections;
 pub mod job;
 pub mod pipeline;
 pub mod shutdown;
+pub mod status;
 pub mod upload;
 
 use std::fmt;

@@ -4,7 +4,37 @@
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Error lines logged since the start, and the time of the last (ms since the epoch, 0 = none):
+/// what the status file reports as the last error (see `crate::run::status`).
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+static LAST_ERROR_MS: AtomicU64 = AtomicU64::new(0);
+static WARNINGS: AtomicU64 = AtomicU64::new(0);
+
+/// (error lines, warning lines, ms since the epoch of the last error line or 0) logged so far.
+pub fn problem_counts() -> (u64, u64, u64) {
+    (
+        ERRORS.load(Ordering::Relaxed),
+        WARNINGS.load(Ordering::Relaxed),
+        LAST_ERROR_MS.load(Ordering::Relaxed),
+    )
+}
+
+/// Counts an error or warning line (whether or not the level shows it).
+fn count(level: Level, now: std::time::Duration) {
+    match level {
+        Level::Error => {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+            LAST_ERROR_MS.store(now.as_millis() as u64, Ordering::Relaxed);
+        }
+        Level::Warn => {
+            WARNINGS.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
 
 struct Logger {
     level: LevelFilter,
@@ -22,12 +52,13 @@ impl Log for Logger {
     }
 
     fn log(&self, record: &Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        count(record.level(), now);
+        if !self.enabled(record.metadata()) {
+            return;
+        }
         let line = format!(
             "{} {:<5} {}: {}\n",
             format_utc(now.as_secs(), now.subsec_millis()),
