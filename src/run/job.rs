@@ -264,7 +264,6 @@ fn fold_spool_into_sketch(pipeline: &mut Pipeline<SharedSpool>, high_id: u64) ->
     high
 }
 
-/// `e` and, when it has one, its source: "cannot read X: No such file or directory".
 /// Seconds since the Unix epoch, now.
 fn unix_now_s() -> f64 {
     std::time::SystemTime::now()
@@ -272,6 +271,7 @@ fn unix_now_s() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// `e` and, when it has one, its source: "cannot read X: No such file or directory".
 fn with_source(e: &dyn std::error::Error) -> String {
     match e.source() {
         Some(source) => format!("{e}: {source}"),
