@@ -3,6 +3,7 @@
 //! prints the reference (`edgesieve config`). An unknown key or an invalid value is refused with
 //! its dotted name, in one error shape for every section ([`KeyError`]).
 
+use crate::detect::gate::GateConfig;
 use crate::detect::manifest::Precision;
 use crate::detect::DetectorConfig;
 use crate::run::status::StatusConfig;
@@ -63,6 +64,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub spool: SpoolConfig,
     pub upload: UploadConfig,
+    pub gate: GateConfig,
     pub status: StatusConfig,
 }
 
@@ -180,6 +182,7 @@ impl Config {
         self.policy.validate().map_err(|e| e.within("policy"))?;
         self.spool.validate().map_err(|e| e.within("spool"))?;
         self.upload.validate().map_err(|e| e.within("upload"))?;
+        self.gate.validate().map_err(|e| e.within("gate"))?;
         self.status.validate().map_err(|e| e.within("status"))?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! [`preprocess`] letterboxes a frame into the model's input; [`model`] runs it with tract;
 //! [`postprocess`] decodes the YOLOX grid and applies NMS.
 
+pub mod gate;
 pub mod manifest;
 pub mod model;
 pub mod postprocess;

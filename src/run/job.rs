@@ -88,7 +88,7 @@ impl fmt::Display for RunReport {
         let r = &s.tally.reasons;
         write!(
             f,
-            "{} frames seen, {} kept ({:.2}%, target {:.2}%), {} failed, {} uniform, {} frozen; reasons: value {}, explore {}, trigger {}, rare class {}; spool rejected {}, evicted {}; {:.1} frames/s",
+            "{} frames seen, {} kept ({:.2}%, target {:.2}%), {} failed, {} uniform, {} frozen, {} gated{}; reasons: value {}, explore {}, trigger {}, rare class {}; spool rejected {}, evicted {}; {:.1} frames/s",
             s.frames,
             s.tally.kept,
             s.kept_ratio() * 100.0,
@@ -96,6 +96,8 @@ impl fmt::Display for RunReport {
             s.failed,
             s.uniform,
             s.frozen,
+            self.stats.gated,
+            GateSaving(&self.stats),
             r.value,
             r.explore,
             r.trigger,
@@ -109,6 +111,25 @@ impl fmt::Display for RunReport {
             Some(Err(e)) => write!(f, "; uploading stopped: {e}"),
             None => Ok(()),
         }
+    }
+}
+
+/// " (x% of frames, ~y s of detector time saved)" after the gated count, when any were gated.
+struct GateSaving<'a>(&'a RunStats);
+
+impl fmt::Display for GateSaving<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if s.gated == 0 || s.frames == 0 {
+            return Ok(());
+        }
+        let per_frame = s.detect_time.as_secs_f64() / s.frames as f64;
+        write!(
+            f,
+            " ({:.1}% of frames, ~{:.1} s of detector time saved)",
+            100.0 * s.gated as f64 / (s.gated + s.frames) as f64,
+            per_frame * s.gated as f64
+        )
     }
 }
 
@@ -333,6 +354,7 @@ impl SavingSketch<'_> {
         Counters {
             frames_in,
             processed: stats.frames,
+            gated: stats.gated,
             skipped,
             kept: stats.kept,
             rejected: stats.sink_rejected,
@@ -418,7 +440,8 @@ impl FrameHandler for SavingSketch<'_> {
         if self.status.as_ref().is_some_and(|w| w.due(now)) {
             // The source's frame index counts every frame it delivered, decoded or not.
             let frames_in = frame.index + 1;
-            let skipped = frames_in.saturating_sub(self.pipeline.stats().frames);
+            let stats = self.pipeline.stats();
+            let skipped = frames_in.saturating_sub(stats.frames + stats.gated);
             let counters = self.counters(frames_in, skipped);
             if let Some(w) = self.status.as_mut() {
                 let _ = w.write(&counters, now);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{FrameHandler, FrameInfo, Tally};
 use crate::config::Config;
+use crate::detect::gate::Gate;
 use crate::detect::manifest::{Manifest, ManifestError};
 use crate::detect::model::{Detector, DetectorError};
 use crate::detect::postprocess::Detections;
@@ -68,6 +69,10 @@ pub struct FrameOutcome {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunStats {
     pub frames: u64,
+    /// Frames the gate let skip the detector as near-copies of the last processed one.
+    pub gated: u64,
+    /// Detector time (preprocess, inference, decode) of the processed frames.
+    pub detect_time: Duration,
     pub kept: u64,
     pub sink_rejected: u64,
     pub sink_evicted: u64,
@@ -82,6 +87,7 @@ pub fn load_manifest(config: &Config, default: &Path) -> Result<Manifest, Pipeli
 /// Detect → select → store, for one stream of frames.
 pub struct Pipeline<S: Sink> {
     detector: Detector,
+    gate: Gate,
     selector: Selector,
     sink: S,
     detections: Detections,
@@ -117,6 +123,7 @@ impl<S: Sink> Pipeline<S> {
         );
         Ok(Pipeline {
             detector,
+            gate: Gate::new(&config.gate),
             selector,
             sink,
             detections: Detections::new(),
@@ -180,6 +187,7 @@ impl<S: Sink> Pipeline<S> {
             .select(&self.detections, features, timestamp_ms)
             .map_err(PipelineError::Select)?;
         self.stats.frames += 1;
+        self.stats.detect_time += t1 - t0;
         let t2 = Instant::now();
 
         let decision = selection.decision;
@@ -251,6 +259,25 @@ impl<S: Sink> FrameHandler for Pipeline<S> {
         info: &FrameInfo,
         tally: &mut Tally,
     ) -> Result<(), PipelineError> {
+        let stream_ms = frame.time_ms;
+        if self
+            .gate
+            .skips(&frame.rgb, frame.width, frame.height, stream_ms)
+        {
+            self.stats.gated += 1;
+            self.last = None;
+            log::trace!(
+                "frame {} gated (luma difference {:.2})",
+                frame.name,
+                self.gate.last_difference()
+            );
+            return Ok(());
+        }
+        log::trace!(
+            "frame {} passes the gate (luma difference {:.2})",
+            frame.name,
+            self.gate.last_difference()
+        );
         let outcome = self.process(frame, info.timestamp_ms)?;
         let s = &outcome.decision.scores;
         log::trace!(

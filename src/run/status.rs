@@ -67,6 +67,8 @@ pub struct Counters {
     pub frames_in: u64,
     /// Frames that went through the detector and the selection.
     pub processed: u64,
+    /// Frames the gate let skip the detector (near-copies of the last processed frame).
+    pub gated: u64,
     /// Frames delivered but not processed: undecodable, or set aside as a camera fault
     /// (uniform, frozen).
     pub skipped: u64,
@@ -90,7 +92,7 @@ pub struct Counters {
 
 /// Appends `c` to `out` in the Prometheus text exposition format (version 0.0.4).
 pub fn render(c: &Counters, out: &mut String) {
-    let rows: [(&str, &str, &str, f64); 13] = [
+    let rows: [(&str, &str, &str, f64); 14] = [
         (
             "edgesieve_frames_in_total",
             "counter",
@@ -102,6 +104,12 @@ pub fn render(c: &Counters, out: &mut String) {
             "counter",
             "Frames through the detector and the selection.",
             c.processed as f64,
+        ),
+        (
+            "edgesieve_frames_gated_total",
+            "counter",
+            "Frames that skipped the detector as near-copies of the last processed one.",
+            c.gated as f64,
         ),
         (
             "edgesieve_frames_skipped_total",
@@ -263,7 +271,7 @@ mod tests {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once(' '))
             .collect();
-        assert_eq!(values.len(), 13);
+        assert_eq!(values.len(), 14);
         assert!(values.contains(&("edgesieve_frames_in_total", "12")));
         assert!(values.contains(&("edgesieve_frames_skipped_total", "1")));
         assert!(values.contains(&("edgesieve_frames_kept_total", "3")));
