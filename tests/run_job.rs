@@ -137,7 +137,7 @@ fn run_keeps_about_the_target_share_with_full_records() {
     assert!(
         metric("edgesieve_status_timestamp_seconds") >= metric("edgesieve_start_timestamp_seconds")
     );
-    assert_eq!(text.matches("# TYPE ").count(), 14, "{text}");
+    assert_eq!(text.matches("# TYPE ").count(), 15, "{text}");
     assert!(!work.join("edgesieve.prom.tmp").exists());
     assert!(spool.join("sketch.bin").is_file());
 
@@ -263,5 +263,101 @@ fn a_still_view_skips_the_detector_and_a_moving_one_does_not() {
     let off = run("[gate]\nmax_difference = 0\n", "spool-off");
     assert_eq!(gated(&off), 0, "{off}");
     let _ = std::fs::remove_dir_all(&frames);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A live camera (`input.live`): a y4m stream written to stdin at 30 fps, faster than the int8
+/// detector runs here. The writer is never blocked (the stream is read as fast as it comes), the
+/// loop takes the newest frame, and the frames it had no time for are counted as dropped: every
+/// frame sent is either seen or dropped. The same stream as a recording (`live` off) is seen in
+/// full.
+#[test]
+fn a_live_camera_faster_than_the_detector_drops_frames_and_never_waits() {
+    use std::io::Write;
+    let work = temp_dir("live-work");
+    let y4m = work.join("drive.y4m");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-start_number",
+            "1",
+            "-i",
+        ])
+        .arg(format!("{FRAMES}/%06d.jpg"))
+        .args([
+            "-frames:v",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "yuv4mpegpipe",
+        ])
+        .arg(&y4m)
+        .status()
+        .expect("this test needs ffmpeg on PATH (scripts/setup installs it)");
+    assert!(status.success());
+    let bytes = std::fs::read(&y4m).unwrap();
+    let header = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let frame_len = b"FRAME\n".len() + 640 * 360 * 3 / 2;
+    assert_eq!(bytes.len(), header + 60 * frame_len);
+
+    let run = |live: bool, precision: &str, spool: &str| -> (String, std::time::Duration) {
+        let config = write_config(&work, &format!("[input]\nlive = {live}\n"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgesieve"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["run", "--precision", precision, "--input", "-", "--spool"])
+            .arg(work.join(spool))
+            .arg("--config")
+            .arg(&config)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The camera: the header, then one frame every 33 ms; how long the writes took.
+        let started = std::time::Instant::now();
+        stdin.write_all(&bytes[..header]).unwrap();
+        for chunk in bytes[header..].chunks(frame_len) {
+            std::thread::sleep(std::time::Duration::from_millis(33));
+            stdin.write_all(chunk).unwrap();
+        }
+        drop(stdin);
+        let writing = started.elapsed();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (stdout, writing)
+    };
+    let count = |stdout: &str, what: &str| -> u64 {
+        let at = stdout
+            .find(what)
+            .unwrap_or_else(|| panic!("no {what:?}: {stdout}"));
+        stdout[..at].rsplit(' ').next().unwrap().parse().unwrap()
+    };
+
+    let (live, writing) = run(true, "int8", "spool-live");
+    let (seen, dropped) = (count(&live, " frames seen"), count(&live, " dropped"));
+    assert_eq!(seen + dropped, 60, "{live}");
+    assert!(
+        dropped >= 20,
+        "the int8 detector cannot keep up with 30 fps: {live}"
+    );
+    // The camera wrote at its own pace (60 frames in ~2 s), not the detector's.
+    assert!(
+        writing < std::time::Duration::from_secs(6),
+        "the writer waited for the detector: {writing:?}"
+    );
+
+    let (recorded, _) = run(false, "fp32", "spool-recorded");
+    assert_eq!(count(&recorded, " frames seen"), 60, "{recorded}");
+    assert_eq!(count(&recorded, " dropped"), 0, "{recorded}");
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -88,7 +88,7 @@ impl fmt::Display for RunReport {
         let r = &s.tally.reasons;
         write!(
             f,
-            "{} frames seen, {} kept ({:.2}%, target {:.2}%), {} failed, {} uniform, {} frozen, {} gated{}; reasons: value {}, explore {}, trigger {}, rare class {}; spool rejected {}, evicted {}; {:.1} frames/s",
+            "{} frames seen, {} kept ({:.2}%, target {:.2}%), {} failed, {} uniform, {} frozen, {} gated{}, {} dropped; reasons: value {}, explore {}, trigger {}, rare class {}; spool rejected {}, evicted {}; {:.1} frames/s",
             s.frames,
             s.tally.kept,
             s.kept_ratio() * 100.0,
@@ -98,6 +98,7 @@ impl fmt::Display for RunReport {
             s.frozen,
             self.stats.gated,
             GateSaving(&self.stats),
+            s.dropped,
             r.value,
             r.explore,
             r.trigger,
@@ -153,6 +154,15 @@ pub fn run_selection(
     let (spool, _recovery) =
         Spool::open(spool_dir, config.spool.clone()).map_err(RunError::Spool)?;
     let spool = SharedSpool::new(spool);
+    // Frame times count from here: a live source's reader starts its capture clock when it
+    // opens, just below.
+    let start_ms = if config.input.start_ms > 0 {
+        config.input.start_ms
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
     // The source opens first: the detector's input is shaped for its frames.
     let mut source = crate::source::open_with(input, &config.input).map_err(RunError::Source)?;
     let mut pipeline = Pipeline::new(config, manifest, spool.clone(), source.frame_size())
@@ -202,13 +212,6 @@ pub fn run_selection(
         "reading {described}; model {}",
         pipeline.detector().model_path().display()
     );
-    let start_ms = if config.input.start_ms > 0 {
-        config.input.start_ms
-    } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    };
     let options = JobOptions { start_ms, shutdown };
     // Uploading starts once the model loaded and the input opened, so a bad model or input
     // fails the run before anything leaves the spool.
@@ -234,7 +237,8 @@ pub fn run_selection(
     saving.save_seen();
     if let (Ok(summary), Some(_)) = (&result, &saving.status) {
         let skipped = summary.failed + summary.uniform + summary.frozen;
-        let counters = saving.counters(summary.frames + summary.failed, skipped);
+        let frames_in = summary.frames + summary.failed + summary.dropped;
+        let counters = saving.counters(frames_in, skipped, summary.dropped);
         if let Some(w) = saving.status.as_mut() {
             let _ = w.write(&counters, Instant::now());
         }
@@ -347,7 +351,7 @@ struct SavingSketch<'a> {
 
 impl SavingSketch<'_> {
     /// The counters of the status file; `frames_in` and `skipped` as far as known.
-    fn counters(&self, frames_in: u64, skipped: u64) -> Counters {
+    fn counters(&self, frames_in: u64, skipped: u64, dropped: u64) -> Counters {
         let stats = self.pipeline.stats();
         let spool = self.pipeline.sink().lock().stats();
         let (errors, warnings, last_error_ms) = crate::util::logger::problem_counts();
@@ -355,6 +359,7 @@ impl SavingSketch<'_> {
             frames_in,
             processed: stats.frames,
             gated: stats.gated,
+            dropped,
             skipped,
             kept: stats.kept,
             rejected: stats.sink_rejected,
@@ -438,11 +443,12 @@ impl FrameHandler for SavingSketch<'_> {
         }
         let now = Instant::now();
         if self.status.as_ref().is_some_and(|w| w.due(now)) {
-            // The source's frame index counts every frame it delivered, decoded or not.
+            // The source's frame index counts every frame it read, decoded, dropped or not.
             let frames_in = frame.index + 1;
             let stats = self.pipeline.stats();
-            let skipped = frames_in.saturating_sub(stats.frames + stats.gated);
-            let counters = self.counters(frames_in, skipped);
+            let dropped = frame.dropped_before;
+            let skipped = frames_in.saturating_sub(stats.frames + stats.gated + dropped);
+            let counters = self.counters(frames_in, skipped, dropped);
             if let Some(w) = self.status.as_mut() {
                 let _ = w.write(&counters, now);
             }

@@ -111,6 +111,9 @@ pub struct Summary {
     /// Of `frames`, those not handed on because identical to the previous frame (frozen
     /// camera; `input.skip_frozen`).
     pub frozen: u64,
+    /// Frames a live source read but dropped because the loop was busy (`input.live`); not in
+    /// `frames`.
+    pub dropped: u64,
     pub tally: Tally,
     pub elapsed: Duration,
     pub stop: Stop,
@@ -300,6 +303,7 @@ pub fn run_job<H: FrameHandler>(
         failed,
         uniform,
         frozen,
+        dropped: source.dropped(),
         tally,
         elapsed: started.elapsed(),
         stop,

@@ -69,6 +69,8 @@ pub struct Counters {
     pub processed: u64,
     /// Frames the gate let skip the detector (near-copies of the last processed frame).
     pub gated: u64,
+    /// Frames a live source dropped because the detector was busy.
+    pub dropped: u64,
     /// Frames delivered but not processed: undecodable, or set aside as a camera fault
     /// (uniform, frozen).
     pub skipped: u64,
@@ -92,7 +94,7 @@ pub struct Counters {
 
 /// Appends `c` to `out` in the Prometheus text exposition format (version 0.0.4).
 pub fn render(c: &Counters, out: &mut String) {
-    let rows: [(&str, &str, &str, f64); 14] = [
+    let rows: [(&str, &str, &str, f64); 15] = [
         (
             "edgesieve_frames_in_total",
             "counter",
@@ -110,6 +112,12 @@ pub fn render(c: &Counters, out: &mut String) {
             "counter",
             "Frames that skipped the detector as near-copies of the last processed one.",
             c.gated as f64,
+        ),
+        (
+            "edgesieve_frames_dropped_total",
+            "counter",
+            "Frames a live camera sent while the detector was busy (the newest is taken).",
+            c.dropped as f64,
         ),
         (
             "edgesieve_frames_skipped_total",
@@ -271,7 +279,7 @@ mod tests {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once(' '))
             .collect();
-        assert_eq!(values.len(), 14);
+        assert_eq!(values.len(), 15);
         assert!(values.contains(&("edgesieve_frames_in_total", "12")));
         assert!(values.contains(&("edgesieve_frames_skipped_total", "1")));
         assert!(values.contains(&("edgesieve_frames_kept_total", "3")));

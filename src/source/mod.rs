@@ -24,6 +24,7 @@ use crate::config::KeyError;
 use crate::run::shutdown::Shutdown;
 
 mod images;
+pub mod latest;
 pub mod threaded;
 mod y4m;
 mod yuv;
@@ -45,6 +46,9 @@ pub struct Frame {
     pub height: u32,
     /// `width * height * 3` bytes, row-major RGB.
     pub rgb: Vec<u8>,
+    /// Frames a live source dropped before this one since it started (the loop was busy; see
+    /// [`latest::Latest`]); 0 for other sources.
+    pub dropped_before: u64,
 }
 
 impl Frame {
@@ -72,6 +76,7 @@ impl fmt::Debug for Frame {
             .field("width", &self.width)
             .field("height", &self.height)
             .field("rgb_len", &self.rgb.len())
+            .field("dropped_before", &self.dropped_before)
             .finish()
     }
 }
@@ -225,6 +230,12 @@ pub trait FrameSource: Send {
         None
     }
 
+    /// Frames the source read but dropped because the loop was busy (a live source); 0 for
+    /// sources that wait for the loop.
+    fn dropped(&self) -> u64 {
+        0
+    }
+
     /// The size (width, height) of the frames to come when the source knows it before the first
     /// frame (a stream header, the first image's header), so the detector can be shaped for it.
     fn frame_size(&self) -> Option<(u32, u32)> {
@@ -269,6 +280,11 @@ pub struct InputConfig {
     /// Camera-fault check: a frame identical to the previous one (a frozen camera repeating
     /// its last frame) is counted but not selected from; false switches the check off.
     pub skip_frozen: bool,
+    /// A y4m stream on stdin or a FIFO is a live camera: read on its own thread as fast as it
+    /// comes, each frame stamped with the wall time it was read, and when the detector is busy
+    /// the loop takes the newest frame and older ones are dropped (counted). false (default):
+    /// a recording, every frame processed in stream time, the writer waits for the loop.
+    pub live: bool,
 }
 
 impl Default for InputConfig {
@@ -281,6 +297,7 @@ impl Default for InputConfig {
             min_height: 32,
             uniform_stddev: 2.0,
             skip_frozen: true,
+            live: false,
         }
     }
 }
@@ -347,12 +364,13 @@ pub fn open(spec: &str) -> Result<Box<dyn FrameSource>, SourceError> {
 /// character device = a YUV4MPEG2 stream; a single .jpg/.jpeg/.png file = that one frame;
 /// several image files separated by commas = those frames, in the order given.
 ///
-/// Stdin, FIFOs and devices are read on a background thread ([`threaded::Prefetch`]), so a
-/// stream that stops sending does not keep a shutdown from being honoured.
+/// Stdin, FIFOs and devices are read on a background thread ([`threaded::Prefetch`], or
+/// [`latest::Latest`] for a live camera, `input.live`), so a stream that stops sending does not
+/// keep a shutdown from being honoured.
 pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSource>, SourceError> {
     if spec == "-" {
         let y4m = Y4m::open("stdin", Box::new(io::stdin()), options)?;
-        return Ok(Box::new(threaded::Prefetch::new(Box::new(y4m), None)));
+        return Ok(stream_source(Box::new(y4m), options));
     }
     let path = Path::new(spec);
     if spec.contains(',') && !path.exists() {
@@ -378,7 +396,7 @@ pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSourc
             .map_or_else(|| spec.to_string(), |n| n.to_string_lossy().into_owned());
         let y4m = Y4m::open(&name, Box::new(file), options)?;
         if stream {
-            return Ok(Box::new(threaded::Prefetch::new(Box::new(y4m), None)));
+            return Ok(stream_source(Box::new(y4m), options));
         }
         return Ok(Box::new(y4m));
     }
@@ -395,6 +413,16 @@ pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSourc
                  file or FIFO, an image file, or image files separated by commas"
             .to_string(),
     })
+}
+
+/// A stream (stdin, a FIFO, a device) on its own thread: the newest frame of a live camera
+/// (`input.live`), else every frame in order.
+fn stream_source(stream: Box<dyn FrameSource>, options: &InputConfig) -> Box<dyn FrameSource> {
+    if options.live {
+        Box::new(latest::Latest::new(stream))
+    } else {
+        Box::new(threaded::Prefetch::new(stream, None))
+    }
 }
 
 /// File name endings read as images.

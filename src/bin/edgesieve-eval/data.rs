@@ -115,6 +115,7 @@ mod tests {
             width: w,
             height: h,
             rgb,
+            ..Frame::default()
         }
     }
 

@@ -307,6 +307,7 @@ mod tests {
             width: 64,
             height: 36,
             rgb: vec![200; 64 * 36 * 3],
+            ..Frame::default()
         };
         let t = thumbnail(&f).expect("thumbnail");
         assert_eq!(t.dimensions(), (THUMB_W, THUMB_H));
