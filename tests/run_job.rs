@@ -276,29 +276,7 @@ fn a_live_camera_faster_than_the_detector_drops_frames_and_never_waits() {
     use std::io::Write;
     let work = temp_dir("live-work");
     let y4m = work.join("drive.y4m");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-start_number",
-            "1",
-            "-i",
-        ])
-        .arg(format!("{FRAMES}/%06d.jpg"))
-        .args([
-            "-frames:v",
-            "60",
-            "-pix_fmt",
-            "yuv420p",
-            "-f",
-            "yuv4mpegpipe",
-        ])
-        .arg(&y4m)
-        .status()
-        .expect("this test needs ffmpeg on PATH (scripts/setup installs it)");
-    assert!(status.success());
+    common::ffmpeg_y4m(60, "yuv420p", &y4m);
     let bytes = std::fs::read(&y4m).unwrap();
     let header = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
     let frame_len = b"FRAME\n".len() + 640 * 360 * 3 / 2;

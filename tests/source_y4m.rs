@@ -3,10 +3,10 @@
 //! frame must match the same JPEG decoded by FrameSource over the folder, within bounds set
 //! from measurement. Requires `ffmpeg` on PATH: the test fails (does not skip) without it.
 
-use std::path::Path;
-use std::process::Command;
-
 use edgesieve::source::{self, Frame, SourceError};
+
+mod common;
+use common::ffmpeg_y4m;
 use edgesieve::util::testing::TempDir;
 
 const FRAMES: &str = concat!(
@@ -14,32 +14,6 @@ const FRAMES: &str = concat!(
     "/../shared/data/drive-tmo324-lane-detecting/frames"
 );
 const N: usize = 10;
-
-fn ffmpeg_y4m(pix_fmt: &str, out: &Path) {
-    let status = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-start_number",
-            "1",
-            "-i",
-        ])
-        .arg(format!("{FRAMES}/%06d.jpg"))
-        .args(["-frames:v", &N.to_string(), "-pix_fmt", pix_fmt])
-        .args(["-f", "yuv4mpegpipe"])
-        .arg(out)
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => panic!("ffmpeg failed ({s}) writing {}", out.display()),
-        Err(e) => panic!(
-            "cannot run ffmpeg ({e}); this test needs ffmpeg on PATH \
-             (e.g. apt-get install -y ffmpeg)"
-        ),
-    }
-}
 
 /// The first N frames of the folder, decoded from JPEG.
 fn reference() -> Vec<Frame> {
@@ -90,7 +64,7 @@ fn diff_stats(a: &Frame, b: &Frame) -> (f64, u8, u8) {
 fn compare(pix_fmt: &str, max_mean: f64, max_p99: u8) {
     let dir = TempDir::new(pix_fmt);
     let y4m = dir.0.join(format!("{pix_fmt}.y4m"));
-    ffmpeg_y4m(pix_fmt, &y4m);
+    ffmpeg_y4m(N, pix_fmt, &y4m);
     let refs = reference();
     let mut src =
         source::open(y4m.to_str().expect("utf-8 temp path")).unwrap_or_else(|e| panic!("{e}"));
@@ -152,7 +126,7 @@ const P99_444: u8 = 4;
 fn y4m_truncated_in_frame_5_is_fatal() {
     let dir = TempDir::new("cut");
     let full = dir.0.join("full.y4m");
-    ffmpeg_y4m("yuv420p", &full);
+    ffmpeg_y4m(N, "yuv420p", &full);
     let bytes = std::fs::read(&full).expect("read y4m");
     let header_len = bytes.iter().position(|&b| b == b'\n').expect("header line") + 1;
     let frame_len = b"FRAME\n".len() + 640 * 360 * 3 / 2;

@@ -177,43 +177,20 @@ impl FrameSource for Latest {
 
 #[cfg(test)]
 mod tests {
+    use super::super::counting::Counting;
     use super::*;
 
-    /// A camera: `n` frames, one every `every`, numbered in their first pixel's byte.
-    struct Camera {
-        next: u64,
-        n: u64,
-        every: Duration,
-    }
-
-    impl FrameSource for Camera {
-        fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>> {
-            if self.next == self.n {
-                return None;
-            }
-            thread::sleep(self.every);
-            frame.index = self.next;
-            frame.width = 1;
-            frame.height = 1;
-            frame.rgb.clear();
-            frame.rgb.extend_from_slice(&[self.next as u8, 0, 0]);
-            self.next += 1;
-            Some(Ok(()))
-        }
-
-        fn describe(&self) -> String {
-            "camera".into()
+    /// A camera: `n` frames, one every `every_ms`.
+    fn camera(n: u64, every_ms: u64) -> Counting {
+        Counting {
+            every: Duration::from_millis(every_ms),
+            ..Counting::new(n)
         }
     }
 
     #[test]
     fn a_slow_consumer_gets_the_newest_frames_and_the_rest_are_counted_dropped() {
-        let camera = Camera {
-            next: 0,
-            n: 60,
-            every: Duration::from_millis(2),
-        };
-        let mut live = Latest::new(Box::new(camera));
+        let mut live = Latest::new(Box::new(camera(60, 2)));
         let mut frame = Frame::new();
         let mut got = Vec::new();
         while let Some(r) = live.next_frame(&mut frame) {
@@ -244,12 +221,7 @@ mod tests {
 
     #[test]
     fn a_fast_consumer_drops_nothing() {
-        let camera = Camera {
-            next: 0,
-            n: 20,
-            every: Duration::from_millis(5),
-        };
-        let mut live = Latest::new(Box::new(camera));
+        let mut live = Latest::new(Box::new(camera(20, 5)));
         let mut frame = Frame::new();
         let mut n = 0;
         while let Some(r) = live.next_frame(&mut frame) {

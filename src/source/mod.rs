@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::KeyError;
 use crate::run::shutdown::Shutdown;
 
+#[cfg(test)]
+mod counting;
 mod images;
 pub mod latest;
 pub mod threaded;

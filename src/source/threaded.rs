@@ -133,48 +133,14 @@ impl FrameSource for Prefetch {
 
 #[cfg(test)]
 mod tests {
+    use super::super::counting::Counting;
     use super::*;
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
-    /// Frames 0..n (1x1, value = index), then blocks forever when `hang`.
-    struct Counting {
-        n: u64,
-        next: u64,
-        hang: Arc<Mutex<()>>,
-        hold: bool,
-    }
-
-    impl FrameSource for Counting {
-        fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>> {
-            if self.next == self.n {
-                if self.hold {
-                    let _blocked = self.hang.lock().unwrap();
-                }
-                return None;
-            }
-            frame.begin(self.next, 10.0);
-            frame.width = 1;
-            frame.height = 1;
-            frame.rgb.clear();
-            frame.rgb.extend_from_slice(&[self.next as u8; 3]);
-            self.next += 1;
-            Some(Ok(()))
-        }
-
-        fn describe(&self) -> String {
-            "counting".into()
-        }
-    }
-
     #[test]
     fn passes_frames_through_in_order_and_ends() {
-        let src = Counting {
-            n: 5,
-            next: 0,
-            hang: Arc::default(),
-            hold: false,
-        };
+        let src = Counting::new(5);
         let mut p = Prefetch::new(Box::new(src), None);
         assert_eq!(p.describe(), "counting");
         let mut f = Frame::new();
@@ -191,10 +157,9 @@ mod tests {
         let hang = Arc::new(Mutex::new(()));
         let guard = hang.lock().unwrap();
         let src = Counting {
-            n: 2,
-            next: 0,
             hang: Arc::clone(&hang),
             hold: true,
+            ..Counting::new(2)
         };
         let stop = Shutdown::manual();
         let mut p = Prefetch::new(Box::new(src), None);

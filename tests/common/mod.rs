@@ -4,8 +4,40 @@
 
 pub mod label_studio;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The first `n` frames of the tmo324 drive as a YUV4MPEG2 file at `out`, in `pix_fmt`
+/// (ffmpeg's name, e.g. yuv420p), written by ffmpeg. Fails (does not skip) without ffmpeg.
+pub fn ffmpeg_y4m(n: usize, pix_fmt: &str, out: &Path) {
+    let frames = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/drive-tmo324-lane-detecting/frames/%06d.jpg"
+    );
+    let status = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-start_number",
+            "1",
+            "-i",
+            frames,
+        ])
+        .args(["-frames:v", &n.to_string(), "-pix_fmt", pix_fmt])
+        .args(["-f", "yuv4mpegpipe"])
+        .arg(out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("ffmpeg failed ({s}) writing {}", out.display()),
+        Err(e) => panic!(
+            "cannot run ffmpeg ({e}); this test needs ffmpeg on PATH \
+             (e.g. apt-get install -y ffmpeg, as scripts/setup does)"
+        ),
+    }
+}
 
 /// The `edgesieve` binary of this build, run from the repository root (models/ resolves).
 pub fn edgesieve() -> Command {
