@@ -3,7 +3,6 @@
 use edgesieve::config::Config;
 use edgesieve::detect::manifest::{self, Manifest, Precision};
 use edgesieve::detect::model::{Detector, DetectorOptions};
-use edgesieve::detect::InputShape;
 use edgesieve::run::bench;
 use edgesieve::run::detections::DetectionWriter;
 use edgesieve::run::pipeline::load_manifest;
@@ -131,8 +130,12 @@ fn err(e: impl std::error::Error) -> String {
     edgesieve::util::error_chain(&e)
 }
 
-/// The manifest and detector options of the model flags, checked like a config file's.
-fn model_options(args: &Args) -> Result<(Manifest, DetectorOptions, InputShape), String> {
+/// A source's frame size (width, height), when it knows it before the first frame.
+type FrameSize = Option<(u32, u32)>;
+
+/// The manifest of the model flags, checked like a config file's, and the detector options
+/// they give for frames of a size (`detector.input_shape` decides whether the size is used).
+fn model_options(args: &Args) -> Result<(Manifest, impl Fn(FrameSize) -> DetectorOptions), String> {
     let mut config = Config::default();
     config.apply_overrides(&model_overrides(args).map_err(err)?);
     config.detector.validate().map_err(|e| format!("--{e}"))?;
@@ -142,9 +145,12 @@ fn model_options(args: &Args) -> Result<(Manifest, DetectorOptions, InputShape),
         .clone()
         .unwrap_or_else(manifest::default_manifest_path);
     let manifest = Manifest::load(&path).map_err(err)?;
-    let mut options = config.detector.options();
-    options.model_file = args.value("--onnx").map(PathBuf::from);
-    Ok((manifest, options, config.detector.input_shape))
+    let onnx = args.value("--onnx").map(PathBuf::from);
+    let detector = config.detector;
+    Ok((manifest, move |frame_size| DetectorOptions {
+        model_file: onnx.clone(),
+        ..detector.options_for(frame_size)
+    }))
 }
 
 fn cmd_detect(argv: &[String]) -> Result<(), String> {
@@ -157,11 +163,9 @@ fn cmd_detect(argv: &[String]) -> Result<(), String> {
         );
     };
     let threshold: f32 = args.parsed("--threshold").map_err(err)?.unwrap_or(0.3);
-    let (manifest, mut options, shape) = model_options(&args)?;
+    let (manifest, options_for) = model_options(&args)?;
     let mut source = edgesieve::source::open(input).map_err(err)?;
-    if shape == InputShape::Fit {
-        options.fit_frame = source.frame_size();
-    }
+    let options = options_for(source.frame_size());
     let detector = Detector::load(manifest, &options).map_err(err)?;
     let input_spec = &detector.manifest().input;
     log::info!(
@@ -190,13 +194,15 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
     let mut flags = MODEL_FLAGS.to_vec();
     flags.extend(["--input", "--frames", "--warmup"]);
     let args = Args::parse(argv, &flags, &[]).map_err(err)?;
-    let (manifest, base, shape) = model_options(&args)?;
+    let (manifest, options_for) = model_options(&args)?;
     let input = args
         .value("--input")
         .unwrap_or("../shared/data/drive-tmo324-lane-detecting/frames");
     if !Path::new(input).exists() {
         return Err(format!("--input {input}: no such folder"));
     }
+    let frame_size = edgesieve::source::open(input).map_err(err)?.frame_size();
+    let base = options_for(frame_size);
     let frames: usize = args.parsed("--frames").map_err(err)?.unwrap_or(100);
     let warmup: usize = args.parsed("--warmup").map_err(err)?.unwrap_or(5);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -209,11 +215,10 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
         None if cores > 1 => vec![1, cores],
         None => vec![1],
     };
-    let frame_size = edgesieve::source::open(input).map_err(err)?.frame_size();
-    let fits: Vec<Option<(u32, u32)>> = match (args.value("--input-shape"), shape) {
-        (Some(_), InputShape::Square) => vec![None],
-        (Some(_), InputShape::Fit) => vec![frame_size],
-        (None, _) => vec![None, frame_size],
+    // Both shapes unless --input-shape picks one.
+    let fits: Vec<Option<(u32, u32)>> = match args.value("--input-shape") {
+        Some(_) => vec![base.fit_frame],
+        None => vec![None, frame_size],
     };
     println!("edgesieve bench: {frames} frames of {input} after {warmup} warm-up, {cores} cores");
     bench::print_header();

@@ -131,8 +131,8 @@ impl Gate {
         skip
     }
 
-    /// The mean absolute luma difference the last frame was judged by (infinite for a first
-    /// frame, 0 when the gate is off and judged nothing).
+    /// The difference (99th percentile of the cells' luma changes) the last frame was judged
+    /// by; infinite for a first frame, and while the gate is off (it judges nothing).
     pub fn last_difference(&self) -> f32 {
         self.last_difference
     }

@@ -284,10 +284,15 @@ impl Manifest {
 
     /// Number of anchor points the decoder expects: the sum of every stride's grid cells.
     pub fn anchor_count(&self) -> usize {
+        self.anchor_count_for((self.input.width, self.input.height))
+    }
+
+    /// The same for an input of `size` (width, height), e.g. the fit shape of a camera.
+    pub fn anchor_count_for(&self, size: (u32, u32)) -> usize {
         self.output
             .strides
             .iter()
-            .map(|&s| ((self.input.width / s) * (self.input.height / s)) as usize)
+            .map(|&s| ((size.0 / s) * (size.1 / s)) as usize)
             .sum()
     }
 

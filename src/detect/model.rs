@@ -456,9 +456,7 @@ pub fn optimized_model(
     );
 
     // Output shapes, now that every shape is known.
-    let mut specialised = manifest.clone();
-    (specialised.input.width, specialised.input.height) = shape;
-    let anchors = specialised.anchor_count();
+    let anchors = manifest.anchor_count_for(shape);
     let row = 5 + manifest.num_classes();
     let out_shape = typed
         .output_fact(0)

@@ -159,9 +159,7 @@ pub fn run_selection(
     let start_ms = if config.input.start_ms > 0 {
         config.input.start_ms
     } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+        (unix_now_s() * 1e3) as u64
     };
     // The source opens first: the detector's input is shaped for its frames.
     let mut source = crate::source::open_with(input, &config.input).map_err(RunError::Source)?;
@@ -235,13 +233,10 @@ pub fn run_selection(
     // Whatever happened to the input, what was kept stays kept: save the sketch, then report.
     let saved = saving.save();
     saving.save_seen();
-    if let (Ok(summary), Some(_)) = (&result, &saving.status) {
+    if let Ok(summary) = &result {
         let skipped = summary.failed + summary.uniform + summary.frozen;
         let frames_in = summary.frames + summary.failed + summary.dropped;
-        let counters = saving.counters(frames_in, skipped, summary.dropped);
-        if let Some(w) = saving.status.as_mut() {
-            let _ = w.write(&counters, Instant::now());
-        }
+        saving.write_status(frames_in, skipped, summary.dropped, Instant::now());
     }
     // The uploader finishes the entry in hand; what it did not reach stays in the spool.
     let upload = upload_thread.map(UploadThread::finish);
@@ -350,6 +345,18 @@ struct SavingSketch<'a> {
 }
 
 impl SavingSketch<'_> {
+    /// Writes the status file (when configured) with these counts and the pipeline's and
+    /// spool's counters; a failure is the writer's warning.
+    fn write_status(&mut self, frames_in: u64, skipped: u64, dropped: u64, now: Instant) {
+        if self.status.is_none() {
+            return;
+        }
+        let counters = self.counters(frames_in, skipped, dropped);
+        if let Some(w) = self.status.as_mut() {
+            let _ = w.write(&counters, now);
+        }
+    }
+
     /// The counters of the status file; `frames_in` and `skipped` as far as known.
     fn counters(&self, frames_in: u64, skipped: u64, dropped: u64) -> Counters {
         let stats = self.pipeline.stats();
@@ -448,10 +455,7 @@ impl FrameHandler for SavingSketch<'_> {
             let stats = self.pipeline.stats();
             let dropped = frame.dropped_before;
             let skipped = frames_in.saturating_sub(stats.frames + stats.gated + dropped);
-            let counters = self.counters(frames_in, skipped, dropped);
-            if let Some(w) = self.status.as_mut() {
-                let _ = w.write(&counters, now);
-            }
+            self.write_status(frames_in, skipped, dropped, now);
         }
         Ok(())
     }

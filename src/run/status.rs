@@ -5,8 +5,8 @@
 //!
 //! Atomic: written to `<path>.tmp` in the same directory, then renamed over `<path>`, so the
 //! collector never reads half a file. A failed write is a warning (once per run of failures),
-//! never a reason to stop selecting. The text is built in a buffer the writer keeps: no
-//! allocation per write in steady state.
+//! never a reason to stop selecting. The text is built in a buffer the writer keeps and reuses
+//! from write to write.
 
 use crate::config::KeyError;
 use serde::{Deserialize, Serialize};

@@ -89,11 +89,6 @@ impl Latest {
             done: false,
         }
     }
-
-    /// Frames the camera sent that the loop never took (replaced by newer ones).
-    pub fn dropped(&self) -> u64 {
-        lock(&self.shared).dropped
-    }
 }
 
 /// The reader thread: every frame into the spare buffer, stamped, then into the slot.
@@ -170,8 +165,9 @@ impl FrameSource for Latest {
         self.checks
     }
 
+    /// Frames the camera sent that the loop never took (replaced by newer ones).
     fn dropped(&self) -> u64 {
-        Latest::dropped(self)
+        lock(&self.shared).dropped
     }
 }
 
