@@ -137,7 +137,15 @@ fn run_keeps_about_the_target_share_with_full_records() {
     assert!(
         metric("edgesieve_status_timestamp_seconds") >= metric("edgesieve_start_timestamp_seconds")
     );
-    assert_eq!(text.matches("# TYPE ").count(), 15, "{text}");
+    // Every frame was decided: its latency (arrival to decision) is in the file and the summary.
+    let (p50, p99) = (
+        metric("edgesieve_decision_latency_p50_seconds"),
+        metric("edgesieve_decision_latency_p99_seconds"),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 < 60.0, "{p50} {p99}");
+    assert!(stdout.contains("decision latency p50 "), "{stdout}");
+    assert_eq!(metric("edgesieve_uploaded_total"), 0.0);
+    assert_eq!(text.matches("# TYPE ").count(), 21, "{text}");
     assert!(!work.join("edgesieve.prom.tmp").exists());
     assert!(spool.join("sketch.bin").is_file());
 
@@ -283,7 +291,10 @@ fn a_live_camera_faster_than_the_detector_drops_frames_and_never_waits() {
     assert_eq!(bytes.len(), header + 60 * frame_len);
 
     let run = |live: bool, precision: &str, spool: &str| -> (String, std::time::Duration) {
-        let config = write_config(&work, &format!("[input]\nlive = {live}\n"));
+        let config = write_config(
+            &work,
+            &format!("[input]\nlive = {live}\n[status]\nlog_period_s = 0.5\n"),
+        );
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgesieve"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["run", "--precision", precision, "--input", "-", "--spool"])
@@ -307,10 +318,12 @@ fn a_live_camera_faster_than_the_detector_drops_frames_and_never_waits() {
         let writing = started.elapsed();
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        // The periodic rate line (status.log_period_s): input and handled rates, drop share.
         assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            stderr.contains(" frames/s in, ") && stderr.contains("% dropped; "),
+            "no rate line in the log:\n{stderr}"
         );
         (stdout, writing)
     };
@@ -328,6 +341,7 @@ fn a_live_camera_faster_than_the_detector_drops_frames_and_never_waits() {
         dropped >= 20,
         "the int8 detector cannot keep up with 30 fps: {live}"
     );
+    assert!(live.contains("% of the frames in)"), "{live}");
     // The camera wrote at its own pace (60 frames in ~2 s), not the detector's.
     assert!(
         writing < std::time::Duration::from_secs(6),

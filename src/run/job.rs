@@ -4,13 +4,14 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::pipeline::{load_manifest, Pipeline, PipelineError, RunStats};
 use super::shutdown::Shutdown;
 use super::status::{Counters, StatusWriter};
 use super::upload::{make_uploader, UploadJobError, UploadThread};
-use super::{run_job, JobError, JobOptions, Summary};
+use super::{run_job, JobError, JobOptions, Progress, Summary};
 use super::{FrameHandler, FrameInfo, Tally};
 use crate::config::Config;
 use crate::select::sketch_file::{load_sketch_file, save_sketch_at, SketchFileError};
@@ -88,7 +89,7 @@ impl fmt::Display for RunReport {
         let r = &s.tally.reasons;
         write!(
             f,
-            "{} frames seen, {} kept ({:.2}%, target {:.2}%), {} failed, {} uniform, {} frozen, {} gated{}, {} dropped; reasons: value {}, explore {}, trigger {}, rare class {}; spool rejected {}, evicted {}; {:.1} frames/s",
+            "{} frames seen, {} kept ({:.2}%, target {:.2}%), {} failed, {} uniform, {} frozen, {} gated{}, {} dropped{}; reasons: value {}, explore {}, trigger {}, rare class {}; spool rejected {}, evicted {}; {:.1} frames/s{}",
             s.frames,
             s.tally.kept,
             s.kept_ratio() * 100.0,
@@ -99,18 +100,50 @@ impl fmt::Display for RunReport {
             self.stats.gated,
             GateSaving(&self.stats),
             s.dropped,
+            DropShare(s),
             r.value,
             r.explore,
             r.trigger,
             r.rare_class,
             self.stats.sink_rejected,
             self.stats.sink_evicted,
-            s.fps()
+            s.fps(),
+            Latency(&s.latency)
         )?;
         match &self.upload {
             Some(Ok(u)) => write!(f, "; {u}"),
             Some(Err(e)) => write!(f, "; uploading stopped: {e}"),
             None => Ok(()),
+        }
+    }
+}
+
+/// " (x% of the frames in)" after the dropped count, when a live source dropped any.
+struct DropShare<'a>(&'a Summary);
+
+impl fmt::Display for DropShare<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if s.dropped == 0 {
+            return Ok(());
+        }
+        let total = s.frames + s.failed + s.dropped;
+        write!(f, " ({:.1}% of the frames in)", 100.0 * s.dropped as f64 / total as f64)
+    }
+}
+
+/// ", decision latency p50 x ms, p99 y ms" when any frame was decided.
+struct Latency<'a>(&'a crate::util::histogram::LatencyHistogram);
+
+impl fmt::Display for Latency<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |q| self.0.quantile(q).map(|d| d.as_secs_f64() * 1e3);
+        match (ms(0.5), ms(0.99)) {
+            (Some(p50), Some(p99)) => write!(
+                f,
+                ", decision latency p50 {p50:.0} ms, p99 {p99:.0} ms"
+            ),
+            _ => Ok(()),
         }
     }
 }
@@ -210,13 +243,23 @@ pub fn run_selection(
         "reading {described}; model {}",
         pipeline.detector().model_path().display()
     );
-    let options = JobOptions { start_ms, shutdown };
+    let options = JobOptions {
+        start_ms,
+        shutdown,
+        log_every: config.status.log_every(),
+    };
     // Uploading starts once the model loaded and the input opened, so a bad model or input
-    // fails the run before anything leaves the spool.
+    // fails the run before anything leaves the spool. Its counters reach the status file
+    // through `upload_stats`.
+    let upload_stats = Arc::new(Mutex::new(UploadStats::default()));
     let upload_thread = match uploader {
-        Some(u) => Some(
-            UploadThread::spawn(u, spool.clone(), shutdown.cloned()).map_err(RunError::Thread)?,
-        ),
+        Some(mut u) => {
+            u.publish_to(Arc::clone(&upload_stats));
+            Some(
+                UploadThread::spawn(u, spool.clone(), shutdown.cloned())
+                    .map_err(RunError::Thread)?,
+            )
+        }
         None => None,
     };
     let mut saving = SavingSketch {
@@ -228,18 +271,25 @@ pub fn run_selection(
         frames: 0,
         status: StatusWriter::new(&config.status),
         start_s: unix_now_s(),
+        upload_stats,
     };
     let result = run_job(source.as_mut(), &mut saving, &options);
     // Whatever happened to the input, what was kept stays kept: save the sketch, then report.
     let saved = saving.save();
     saving.save_seen();
-    if let Ok(summary) = &result {
-        let skipped = summary.failed + summary.uniform + summary.frozen;
-        let frames_in = summary.frames + summary.failed + summary.dropped;
-        saving.write_status(frames_in, skipped, summary.dropped, Instant::now());
-    }
     // The uploader finishes the entry in hand; what it did not reach stays in the spool.
     let upload = upload_thread.map(UploadThread::finish);
+    if let Ok(s) = &result {
+        saving.write_status(&Progress {
+            frames: s.frames,
+            failed: s.failed,
+            uniform: s.uniform,
+            frozen: s.frozen,
+            dropped: s.dropped,
+            latency: &s.latency,
+            now: Instant::now(),
+        });
+    }
     saved?;
     let summary = result.map_err(|e| RunError::Frame(Box::new(e)))?;
     Ok(RunReport {
@@ -342,37 +392,50 @@ struct SavingSketch<'a> {
     /// The status file (`[status]`), when configured, and the run's start (s since the epoch).
     status: Option<StatusWriter>,
     start_s: f64,
+    /// The upload thread's counters as it last published them (zeros without `[upload]`).
+    upload_stats: Arc<Mutex<UploadStats>>,
 }
 
 impl SavingSketch<'_> {
-    /// Writes the status file (when configured) with these counts and the pipeline's and
-    /// spool's counters; a failure is the writer's warning.
-    fn write_status(&mut self, frames_in: u64, skipped: u64, dropped: u64, now: Instant) {
+    /// Writes the status file (when configured) with the loop's counts `p` and the pipeline's,
+    /// spool's and uploader's counters; a failure is the writer's warning.
+    fn write_status(&mut self, p: &Progress<'_>) {
         if self.status.is_none() {
             return;
         }
-        let counters = self.counters(frames_in, skipped, dropped);
+        let counters = self.counters(p);
         if let Some(w) = self.status.as_mut() {
-            let _ = w.write(&counters, now);
+            let _ = w.write(&counters, p.now);
         }
     }
 
-    /// The counters of the status file; `frames_in` and `skipped` as far as known.
-    fn counters(&self, frames_in: u64, skipped: u64, dropped: u64) -> Counters {
+    /// The counters of the status file.
+    fn counters(&self, p: &Progress<'_>) -> Counters {
         let stats = self.pipeline.stats();
         let spool = self.pipeline.sink().lock().stats();
+        let upload = *self
+            .upload_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let (errors, warnings, last_error_ms) = crate::util::logger::problem_counts();
+        let seconds = |q| p.latency.quantile(q).map_or(0.0, |d| d.as_secs_f64());
         Counters {
-            frames_in,
+            frames_in: p.frames_in(),
             processed: stats.frames,
             gated: stats.gated,
-            dropped,
-            skipped,
+            dropped: p.dropped,
+            skipped: p.failed + p.uniform + p.frozen,
             kept: stats.kept,
             rejected: stats.sink_rejected,
             evicted: spool.evicted,
             spool_entries: spool.entries as u64,
             spool_bytes: spool.bytes,
+            uploaded: upload.uploaded + upload.already_there + upload.completed,
+            upload_bytes: upload.bytes,
+            upload_quarantined: upload.quarantined,
+            upload_retries: upload.retries,
+            latency_p50_s: seconds(0.5),
+            latency_p99_s: seconds(0.99),
             errors,
             warnings,
             last_error_s: last_error_ms as f64 / 1e3,
@@ -448,16 +511,13 @@ impl FrameHandler for SavingSketch<'_> {
         if self.frames % SEEN_SAVE_EVERY == 0 {
             self.save_seen();
         }
-        let now = Instant::now();
-        if self.status.as_ref().is_some_and(|w| w.due(now)) {
-            // The source's frame index counts every frame it read, decoded, dropped or not.
-            let frames_in = frame.index + 1;
-            let stats = self.pipeline.stats();
-            let dropped = frame.dropped_before;
-            let skipped = frames_in.saturating_sub(stats.frames + stats.gated + dropped);
-            self.write_status(frames_in, skipped, dropped, now);
-        }
         Ok(())
+    }
+
+    fn progress(&mut self, progress: &Progress<'_>) {
+        if self.status.as_ref().is_some_and(|w| w.due(progress.now)) {
+            self.write_status(progress);
+        }
     }
 
     fn wants_more(&self) -> bool {

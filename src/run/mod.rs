@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::source::{FaultChecks, Frame, FrameSource, SourceError};
 use crate::store::record::Reason;
+use crate::util::histogram::LatencyHistogram;
 use shutdown::Shutdown;
 
 /// What the loop knows about a frame besides its pixels.
@@ -46,6 +47,32 @@ pub trait FrameHandler {
     /// False once the handler wants no more frames (a benchmark that has timed enough).
     fn wants_more(&self) -> bool {
         true
+    }
+
+    /// Called by the loop after each handled frame with its running counts (the status file
+    /// is written from here); nothing by default.
+    fn progress(&mut self, _progress: &Progress<'_>) {}
+}
+
+/// The loop's running counts, handed to [`FrameHandler::progress`] after each frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// As in [`Summary`]: decoded frames, undecodable ones, and those set aside as camera
+    /// faults; frames a live source dropped.
+    pub frames: u64,
+    pub failed: u64,
+    pub uniform: u64,
+    pub frozen: u64,
+    pub dropped: u64,
+    /// Time from each handled frame's arrival to its keep decision.
+    pub latency: &'a LatencyHistogram,
+    pub now: Instant,
+}
+
+impl Progress<'_> {
+    /// Frames the source delivered: decoded, undecodable or dropped.
+    pub fn frames_in(&self) -> u64 {
+        self.frames + self.failed + self.dropped
     }
 }
 
@@ -115,6 +142,9 @@ pub struct Summary {
     /// `frames`.
     pub dropped: u64,
     pub tally: Tally,
+    /// Time from each handled frame's arrival (its read by a live source's reader, else the
+    /// loop's read) to its keep decision.
+    pub latency: LatencyHistogram,
     pub elapsed: Duration,
     pub stop: Stop,
 }
@@ -213,6 +243,9 @@ pub struct JobOptions<'a> {
     pub start_ms: u64,
     /// Checked before each frame: a stop that arrives mid-frame lets the frame finish.
     pub shutdown: Option<&'a Shutdown>,
+    /// How often the loop logs its rates (input and handled fps, drop share, decision latency);
+    /// None: never.
+    pub log_every: Option<Duration>,
 }
 
 /// Runs frames of `source` through `handler` until the input ends, a shutdown is asked for, the
@@ -229,6 +262,8 @@ pub fn run_job<H: FrameHandler>(
     let (mut frames, mut failed) = (0u64, 0u64);
     let (mut uniform, mut frozen) = (0u64, 0u64);
     let mut faults = FaultCheck::new(source.fault_checks());
+    let mut latency = LatencyHistogram::new();
+    let mut rates = RateLog::new(started, options.log_every);
     if let Some(shutdown) = options.shutdown {
         source.watch_shutdown(shutdown);
     }
@@ -297,6 +332,19 @@ pub fn run_job<H: FrameHandler>(
                 after: frames,
             })?;
         frames += 1;
+        let now = Instant::now();
+        latency.record(now.duration_since(frame.arrived.unwrap_or(t0)));
+        let progress = Progress {
+            frames,
+            failed,
+            uniform,
+            frozen,
+            dropped: source.dropped(),
+            latency: &latency,
+            now,
+        };
+        handler.progress(&progress);
+        rates.maybe_log(&progress, tally.kept);
     };
     Ok(Summary {
         frames,
@@ -305,9 +353,57 @@ pub fn run_job<H: FrameHandler>(
         frozen,
         dropped: source.dropped(),
         tally,
+        latency,
         elapsed: started.elapsed(),
         stop,
     })
+}
+
+/// The loop's periodic log line: rates over the last period, so a live run shows whether it
+/// keeps up (input fps, handled fps, the share dropped) and how long decisions take.
+struct RateLog {
+    every: Option<Duration>,
+    last: Instant,
+    /// frames_in, handled (frames - uniform - frozen), dropped at the last line.
+    counts: (u64, u64, u64),
+}
+
+impl RateLog {
+    fn new(started: Instant, every: Option<Duration>) -> RateLog {
+        RateLog {
+            every,
+            last: started,
+            counts: (0, 0, 0),
+        }
+    }
+
+    fn maybe_log(&mut self, p: &Progress<'_>, kept: u64) {
+        let Some(every) = self.every else { return };
+        let span = p.now.duration_since(self.last);
+        if span < every {
+            return;
+        }
+        let counts = (p.frames_in(), p.frames - p.uniform - p.frozen, p.dropped);
+        let (d_in, d_handled, d_dropped) = (
+            counts.0 - self.counts.0,
+            counts.1 - self.counts.1,
+            counts.2 - self.counts.2,
+        );
+        let secs = span.as_secs_f64();
+        let ms = |q| p.latency.quantile(q).unwrap_or_default().as_secs_f64() * 1e3;
+        log::info!(
+            "last {secs:.0} s: {:.1} frames/s in, {:.1} handled/s, {:.1}% dropped; {kept} kept of \
+             {} in; decision latency p50 {:.0} ms, p99 {:.0} ms",
+            d_in as f64 / secs,
+            d_handled as f64 / secs,
+            100.0 * d_dropped as f64 / (d_in.max(1)) as f64,
+            counts.0,
+            ms(0.5),
+            ms(0.99)
+        );
+        self.last = p.now;
+        self.counts = counts;
+    }
 }
 
 /// Pixels sampled per frame by the camera-fault checks.
@@ -464,6 +560,7 @@ mod tests {
             &JobOptions {
                 start_ms: 1000,
                 shutdown: None,
+                ..JobOptions::default()
             },
         )
         .unwrap();

@@ -27,6 +27,9 @@ pub struct StatusConfig {
     pub path: Option<PathBuf>,
     /// Seconds between two writes, 0.1 to 3600 (also written once at the end of the run).
     pub period_s: f64,
+    /// Seconds between two log lines of the run's rates (input and handled frames per second,
+    /// the share a live source dropped, decision latency p50/p99), 0.1 to 3600; 0 = none.
+    pub log_period_s: f64,
 }
 
 impl Default for StatusConfig {
@@ -34,6 +37,7 @@ impl Default for StatusConfig {
         StatusConfig {
             path: None,
             period_s: 10.0,
+            log_period_s: 60.0,
         }
     }
 }
@@ -48,6 +52,15 @@ impl StatusConfig {
                 format!("must be in {lo}..={hi} seconds, got {}", self.period_s),
             ));
         }
+        if self.log_period_s != 0.0 && !(lo..=hi).contains(&self.log_period_s) {
+            return Err(KeyError::new(
+                "log_period_s",
+                format!(
+                    "must be 0 (off) or in {lo}..={hi} seconds, got {}",
+                    self.log_period_s
+                ),
+            ));
+        }
         if let Some(p) = &self.path {
             if p.file_name().is_none() {
                 return Err(KeyError::new(
@@ -57,6 +70,11 @@ impl StatusConfig {
             }
         }
         Ok(())
+    }
+
+    /// The period of the rate log line, None when off.
+    pub fn log_every(&self) -> Option<Duration> {
+        (self.log_period_s > 0.0).then(|| Duration::from_secs_f64(self.log_period_s))
     }
 }
 
@@ -82,6 +100,15 @@ pub struct Counters {
     /// Entries and bytes in the spool: what waits for upload.
     pub spool_entries: u64,
     pub spool_bytes: u64,
+    /// The uploader's counters (0 without `[upload]`): entries uploaded (created, or completed
+    /// on the server), JPEG bytes sent, entries quarantined, failed attempts retried.
+    pub uploaded: u64,
+    pub upload_bytes: u64,
+    pub upload_quarantined: u64,
+    pub upload_retries: u64,
+    /// Median and 99th percentile of the time from a frame's arrival to its keep decision, s.
+    pub latency_p50_s: f64,
+    pub latency_p99_s: f64,
     /// Error and warning lines logged, and the time of the last error (s since the epoch, 0 =
     /// none).
     pub errors: u64,
@@ -94,7 +121,7 @@ pub struct Counters {
 
 /// Appends `c` to `out` in the Prometheus text exposition format (version 0.0.4).
 pub fn render(c: &Counters, out: &mut String) {
-    let rows: [(&str, &str, &str, f64); 15] = [
+    let rows: [(&str, &str, &str, f64); 21] = [
         (
             "edgesieve_frames_in_total",
             "counter",
@@ -154,6 +181,42 @@ pub fn render(c: &Counters, out: &mut String) {
             "gauge",
             "Bytes of the spool's entries.",
             c.spool_bytes as f64,
+        ),
+        (
+            "edgesieve_uploaded_total",
+            "counter",
+            "Spool entries the labeling backend confirmed.",
+            c.uploaded as f64,
+        ),
+        (
+            "edgesieve_upload_bytes_total",
+            "counter",
+            "JPEG bytes uploaded.",
+            c.upload_bytes as f64,
+        ),
+        (
+            "edgesieve_upload_quarantined_total",
+            "counter",
+            "Spool entries the backend refused, moved to the quarantine.",
+            c.upload_quarantined as f64,
+        ),
+        (
+            "edgesieve_upload_retries_total",
+            "counter",
+            "Failed upload attempts that were retried (backend down, timeouts, 5xx, 429).",
+            c.upload_retries as f64,
+        ),
+        (
+            "edgesieve_decision_latency_p50_seconds",
+            "gauge",
+            "Median time from a frame's arrival to its keep decision.",
+            c.latency_p50_s,
+        ),
+        (
+            "edgesieve_decision_latency_p99_seconds",
+            "gauge",
+            "99th percentile of the time from a frame's arrival to its keep decision.",
+            c.latency_p99_s,
         ),
         (
             "edgesieve_log_errors_total",
@@ -269,6 +332,8 @@ mod tests {
             skipped: 1,
             kept: 3,
             spool_bytes: 4096,
+            upload_bytes: 77,
+            latency_p99_s: 0.25,
             last_error_s: 1.5e9,
             ..Counters::default()
         };
@@ -279,11 +344,13 @@ mod tests {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once(' '))
             .collect();
-        assert_eq!(values.len(), 15);
+        assert_eq!(values.len(), 21);
         assert!(values.contains(&("edgesieve_frames_in_total", "12")));
         assert!(values.contains(&("edgesieve_frames_skipped_total", "1")));
         assert!(values.contains(&("edgesieve_frames_kept_total", "3")));
         assert!(values.contains(&("edgesieve_spool_bytes", "4096")));
+        assert!(values.contains(&("edgesieve_upload_bytes_total", "77")));
+        assert!(values.contains(&("edgesieve_decision_latency_p99_seconds", "0.25")));
         assert!(values.contains(&("edgesieve_last_error_timestamp_seconds", "1500000000")));
         for (name, _) in &values {
             assert!(out.contains(&format!("# TYPE {name} ")), "{name}");
@@ -297,6 +364,7 @@ mod tests {
         let config = StatusConfig {
             path: Some(dir.path().join("edgesieve.prom")),
             period_s: 60.0,
+            ..StatusConfig::default()
         };
         let mut w = StatusWriter::new(&config).unwrap();
         let t0 = Instant::now();
@@ -315,6 +383,7 @@ mod tests {
         let gone = StatusConfig {
             path: Some(dir.path().join("missing/edgesieve.prom")),
             period_s: 1.0,
+            ..StatusConfig::default()
         };
         let mut w = StatusWriter::new(&gone).unwrap();
         assert!(w.write(&c, t0).is_err());
@@ -333,6 +402,16 @@ mod tests {
             ..StatusConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "path");
+        let bad = StatusConfig {
+            log_period_s: 0.01,
+            ..StatusConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "log_period_s");
+        let off = StatusConfig {
+            log_period_s: 0.0,
+            ..StatusConfig::default()
+        };
+        assert!(off.validate().is_ok() && off.log_every().is_none());
         assert!(StatusConfig::default().validate().is_ok());
         assert!(StatusConfig::default().path.is_none());
     }

@@ -107,7 +107,9 @@ fn read_live(mut inner: Box<dyn FrameSource>, shared: Shared) {
             return;
         };
         // The capture clock: when this frame arrived, not its position in the stream.
-        spare.time_ms = started.elapsed().as_millis() as u64;
+        let now = Instant::now();
+        spare.time_ms = now.duration_since(started).as_millis() as u64;
+        spare.arrived = Some(now);
         if slot.fresh.is_some() {
             slot.dropped += 1;
         }

@@ -17,6 +17,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,9 @@ pub struct Frame {
     /// Frames a live source dropped before this one since it started (the loop was busy; see
     /// [`latest::Latest`]); 0 for other sources.
     pub dropped_before: u64,
+    /// When a live source's reader took the frame off the camera stream; None for other sources,
+    /// whose frames arrive when the loop asks for them. The decision latency counts from here.
+    pub arrived: Option<Instant>,
 }
 
 impl Frame {
@@ -79,6 +83,7 @@ impl fmt::Debug for Frame {
             .field("height", &self.height)
             .field("rgb_len", &self.rgb.len())
             .field("dropped_before", &self.dropped_before)
+            .field("arrived", &self.arrived)
             .finish()
     }
 }

@@ -515,6 +515,9 @@ pub struct Uploader<B: Backend> {
     device_id: String,
     backoff: Backoff,
     stats: UploadStats,
+    /// Where the counters are copied after each step, for a status file written by another
+    /// thread ([`Uploader::publish_to`]).
+    published: Option<Arc<Mutex<UploadStats>>>,
 }
 
 /// What one step of the upload loop did.
@@ -543,11 +546,24 @@ impl<B: Backend> Uploader<B> {
             device_id,
             backoff,
             stats: UploadStats::default(),
+            published: None,
         }
     }
 
     pub fn stats(&self) -> UploadStats {
         self.stats
+    }
+
+    /// Copies the counters into `cell` as they change (each step of [`Uploader::run`]), so that
+    /// another thread can report them while this one uploads.
+    pub fn publish_to(&mut self, cell: Arc<Mutex<UploadStats>>) {
+        self.published = Some(cell);
+    }
+
+    fn publish(&self) {
+        if let Some(cell) = &self.published {
+            *cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.stats;
+        }
     }
 
     pub fn backend(&self) -> &B {
@@ -573,6 +589,7 @@ impl<B: Backend> Uploader<B> {
         let mut failing_since: Option<Instant> = None;
         let mut waiting: Option<String> = None;
         while !stop() {
+            self.publish();
             let next = spool.lock().upload_order().next();
             let Some(id) = next else {
                 if mode == Mode::Once {
@@ -581,7 +598,9 @@ impl<B: Backend> Uploader<B> {
                 sleep_unless(stop, Duration::from_millis(self.config.poll_ms));
                 continue;
             };
-            match self.upload_one(spool, id, &mut budget) {
+            let step = self.upload_one(spool, id, &mut budget);
+            self.publish();
+            match step {
                 Ok(Step::Wait(reason)) => {
                     if mode == Mode::Once {
                         self.stats.held = spool.lock().stats().entries as u64;
@@ -657,6 +676,7 @@ impl<B: Backend> Uploader<B> {
                 },
             }
         }
+        self.publish();
         Ok(self.stats)
     }
 

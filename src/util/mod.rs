@@ -1,6 +1,7 @@
 //! Small tools the binaries share: argument parsing, logging, a seeded RNG.
 
 pub mod cli;
+pub mod histogram;
 pub mod logger;
 pub mod rng;
 #[doc(hidden)]

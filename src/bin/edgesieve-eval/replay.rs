@@ -72,6 +72,7 @@ where
     let options = JobOptions {
         start_ms,
         shutdown: None,
+        ..JobOptions::default()
     };
     let summary = run_job(source, &mut handler, &options).map_err(crate::err)?;
     if let Stop::SourceFailed(e) = &summary.stop {
