@@ -11,6 +11,7 @@ use crate::select::policy::PolicyConfig;
 use crate::select::uncertainty::UncertaintyConfig;
 use crate::select::EmbeddingConfig;
 use crate::source::InputConfig;
+use crate::store::context::ContextConfig;
 use crate::store::spool::SpoolConfig;
 use crate::upload::UploadConfig;
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,7 @@ pub struct Config {
     pub upload: UploadConfig,
     pub gate: GateConfig,
     pub status: StatusConfig,
+    pub context: ContextConfig,
 }
 
 /// Why a configuration file cannot be used.
@@ -184,6 +186,7 @@ impl Config {
         self.upload.validate().map_err(|e| e.within("upload"))?;
         self.gate.validate().map_err(|e| e.within("gate"))?;
         self.status.validate().map_err(|e| e.within("status"))?;
+        self.context.validate().map_err(|e| e.within("context"))?;
         Ok(())
     }
 

@@ -388,7 +388,8 @@ fn cmd_export(argv: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// `edgesieve inspect DIR`: one JSON line per intact entry (its record plus `"id"`), oldest
+/// `edgesieve inspect DIR`: one JSON line per intact entry (its record plus `"id"`, and
+/// `"context"` listing its context frames when it has any), oldest
 /// first; then one line `{"quarantined": "<file>", "reason": "..."}` per file in the spool's
 /// `quarantine/` directory. Damaged entries and entry-named non-files are skipped with a warning
 /// on stderr. Reads only; needs no lock.
@@ -397,13 +398,19 @@ fn cmd_inspect(argv: &[String]) -> Result<(), String> {
     let [dir] = args.positionals.as_slice() else {
         return Err("inspect takes one spool DIR".into());
     };
-    let records = Spool::read_records(Path::new(dir)).map_err(err)?;
+    let records = Spool::read_entries(Path::new(dir)).map_err(err)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for (id, record) in records {
+    for (id, record, context) in records {
         let mut value = serde_json::to_value(&record).map_err(err)?;
         if let Some(obj) = value.as_object_mut() {
             obj.insert("id".into(), serde_json::Value::from(id));
+            if !context.is_empty() {
+                obj.insert(
+                    "context".into(),
+                    serde_json::to_value(&context).map_err(err)?,
+                );
+            }
         }
         if let Err(e) = writeln!(out, "{value}") {
             return quiet_on_closed_pipe(e);

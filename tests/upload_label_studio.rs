@@ -606,3 +606,101 @@ fn upload_on_a_spool_that_run_holds_is_refused_naming_the_holder() {
     assert!(!err.contains("not-a-real-token"));
     job.kill();
 }
+
+/// `[context]`: each kept frame goes with the frames around it, stored as one spool entry and
+/// uploaded as one group of tasks sharing `meta.event`; the status file counts what the run's
+/// upload thread sent.
+#[test]
+fn context_frames_go_with_their_kept_frame_as_one_event() {
+    let dir = temp_dir("upload-context");
+    let server = Server::start(&dir.join("ls"));
+    let frames = frames_folder(&dir, 800, 30);
+    let spool = dir.join("spool");
+    let status = dir.join("edgesieve.prom");
+    let config = write_config(&dir, Some((&server.url, &server.token_file)), "");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[context]\nbefore = 2\nafter = 2\nmax_side = 160\njpeg_quality = 60\n\n\
+         [status]\npath = {:?}\nperiod_s = 0.5\n",
+        status.to_str().unwrap()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let (stdout, _) = run(&config, &frames, &spool);
+    let kept: u64 = stdout
+        .split(" kept ")
+        .next()
+        .and_then(|s| s.split_whitespace().nth(3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no kept count in {stdout:?}"));
+    assert!(kept >= 5, "{stdout}");
+    // What the run's upload thread did not reach is in the spool, each with its context.
+    let left = inspect(&spool);
+    for (id, r) in &left {
+        let context = r["context"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{id}: {r}"));
+        let index = r["frame_index"].as_u64().unwrap();
+        for c in context {
+            let offset = c["offset"].as_i64().unwrap();
+            assert!((-2..=2).contains(&offset) && offset != 0, "{c}");
+            assert_eq!(c["frame_index"].as_i64().unwrap(), index as i64 + offset);
+        }
+        assert!(spool.join(format!("{id:012}.ctx")).is_file());
+    }
+    let prom = std::fs::read_to_string(&status).unwrap();
+    let uploaded_by_run = prom
+        .lines()
+        .find_map(|l| l.strip_prefix("edgesieve_uploaded_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{prom}"));
+    assert_eq!(uploaded_by_run as u64 + left.len() as u64, kept, "{prom}");
+    let (ok, _, err) = upload_once(&config, &spool);
+    assert!(ok, "{err}");
+    assert!(inspect(&spool).is_empty());
+
+    // On the server: one kept task per kept frame, each with the context tasks it announces,
+    // all carrying its event id, and nothing twice.
+    let project = server.project_id(PROJECT).unwrap();
+    let tasks = server.tasks(project);
+    let mut events: HashMap<String, (u64, Vec<i64>)> = HashMap::new();
+    for t in &tasks {
+        let meta = &t["meta"];
+        let event = meta["event"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{t}"))
+            .to_string();
+        let entry = events.entry(event).or_default();
+        match meta["role"].as_str() {
+            Some("kept") => {
+                entry.0 += 1;
+                assert!(t["total_predictions"].as_u64().unwrap_or(0) >= 1, "{t}");
+                assert_eq!(meta["edgesieve_id"], meta["event"]);
+            }
+            Some("context") => entry.1.push(meta["offset"].as_i64().unwrap()),
+            other => panic!("role {other:?}: {t}"),
+        }
+    }
+    assert_eq!(events.len() as u64, kept, "{events:?}");
+    let with_context = events
+        .values()
+        .filter(|(_, offsets)| !offsets.is_empty())
+        .count();
+    assert!(with_context as u64 >= kept - 1, "{events:?}");
+    for (event, (kept_tasks, offsets)) in &events {
+        assert_eq!(*kept_tasks, 1, "{event}");
+        let mut sorted = offsets.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            offsets.len(),
+            "{event}: a context frame twice {offsets:?}"
+        );
+        assert!(offsets.len() <= 4, "{event}: {offsets:?}");
+    }
+    // A full event: two before, two after.
+    assert!(
+        events.values().any(|(_, o)| o.len() == 4),
+        "no event with 4 context frames: {events:?}"
+    );
+}

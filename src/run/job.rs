@@ -128,7 +128,11 @@ impl fmt::Display for DropShare<'_> {
             return Ok(());
         }
         let total = s.frames + s.failed + s.dropped;
-        write!(f, " ({:.1}% of the frames in)", 100.0 * s.dropped as f64 / total as f64)
+        write!(
+            f,
+            " ({:.1}% of the frames in)",
+            100.0 * s.dropped as f64 / total as f64
+        )
     }
 }
 
@@ -139,10 +143,9 @@ impl fmt::Display for Latency<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = |q| self.0.quantile(q).map(|d| d.as_secs_f64() * 1e3);
         match (ms(0.5), ms(0.99)) {
-            (Some(p50), Some(p99)) => write!(
-                f,
-                ", decision latency p50 {p50:.0} ms, p99 {p99:.0} ms"
-            ),
+            (Some(p50), Some(p99)) => {
+                write!(f, ", decision latency p50 {p50:.0} ms, p99 {p99:.0} ms")
+            }
             _ => Ok(()),
         }
     }
@@ -510,6 +513,17 @@ impl FrameHandler for SavingSketch<'_> {
         self.frames += 1;
         if self.frames % SEEN_SAVE_EVERY == 0 {
             self.save_seen();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, tally: &mut Tally) -> Result<(), PipelineError> {
+        let before = tally.kept;
+        self.pipeline.finish(tally)?;
+        if tally.kept != before {
+            if let Err(e) = self.save() {
+                log::warn!("{e}");
+            }
         }
         Ok(())
     }

@@ -49,6 +49,13 @@ pub trait FrameHandler {
         true
     }
 
+    /// Called once when the frames end (input over, shutdown, source failure; not after a
+    /// handler error): work held for later frames is finished. Frames it keeps count in
+    /// `tally`. Nothing by default.
+    fn finish(&mut self, _tally: &mut Tally) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// Called by the loop after each handled frame with its running counts (the status file
     /// is written from here); nothing by default.
     fn progress(&mut self, _progress: &Progress<'_>) {}
@@ -346,6 +353,11 @@ pub fn run_job<H: FrameHandler>(
         handler.progress(&progress);
         rates.maybe_log(&progress, tally.kept);
     };
+    handler.finish(&mut tally).map_err(|error| JobError {
+        frame: "(end of input)".to_string(),
+        error,
+        after: frames,
+    })?;
     Ok(Summary {
         frames,
         failed,

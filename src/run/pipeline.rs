@@ -16,6 +16,7 @@ use crate::select::policy::Decision;
 use crate::select::uncertainty::FrameUncertainty;
 use crate::select::{SelectError, Selector};
 use crate::source::Frame;
+use crate::store::context::{Context, ContextSet, Event};
 use crate::store::record::{KeptRecord, StoredDetection};
 use crate::store::{PutOutcome, Sink, StoreError};
 
@@ -58,6 +59,9 @@ pub struct FrameOutcome {
     pub decision: Decision,
     /// Whether the frame is now in the sink (a kept decision can still be refused by the sink).
     pub stored: bool,
+    /// Kept, and waiting for the frames after it (`[context] after`): stored, and counted in
+    /// the tally, once they arrived.
+    pub pending: bool,
     pub detections: usize,
     /// Time spent in the detector (preprocess, inference, decode) and in everything after it
     /// (scores, embedding, sketch, policy; the sink's write excluded), for the cost figures.
@@ -95,6 +99,10 @@ pub struct Pipeline<S: Sink> {
     source_label: String,
     stats: RunStats,
     last: Option<FrameOutcome>,
+    /// The frames around kept ones (`[context]`), when configured.
+    context: Option<Context>,
+    /// Kept frames with their context, ready to store (reused).
+    ready: Vec<Event>,
 }
 
 impl<S: Sink> Pipeline<S> {
@@ -121,6 +129,23 @@ impl<S: Sink> Pipeline<S> {
             detector.model_path().display(),
             options.precision
         );
+        let context = Context::new(&config.context);
+        if let Some(c) = &context {
+            let cfg = c.config();
+            let memory = frame_size.map_or(String::new(), |(w, h)| {
+                format!(
+                    "; at most {:.1} MB of frames for {w}x{h}",
+                    c.frame_memory(w, h) as f64 / 1e6
+                )
+            });
+            log::info!(
+                "context: {} frames before and {} after each kept frame, JPEG quality {}, longest side {}{memory}",
+                cfg.before,
+                cfg.after,
+                cfg.jpeg_quality,
+                cfg.max_side
+            );
+        }
         Ok(Pipeline {
             detector,
             gate: Gate::new(&config.gate),
@@ -131,6 +156,8 @@ impl<S: Sink> Pipeline<S> {
             source_label: String::new(),
             stats: RunStats::default(),
             last: None,
+            context,
+            ready: Vec::new(),
         })
     }
 
@@ -191,7 +218,7 @@ impl<S: Sink> Pipeline<S> {
         let t2 = Instant::now();
 
         let decision = selection.decision;
-        let mut stored = false;
+        let (mut stored, mut pending) = (false, false);
         if decision.keep {
             let record = make_record(
                 frame,
@@ -203,46 +230,24 @@ impl<S: Sink> Pipeline<S> {
                 &decision,
                 self.selector.embedding(),
             );
-            // A full disk is a refusal, not the end of the job: selection goes on, and frames
-            // are stored again once space is freed.
-            let put = match self.sink.put(&record, frame) {
-                Err(StoreError::Spool(e)) if e.is_disk_full() => Err(e.to_string()),
-                other => Ok(other.map_err(PipelineError::Store)?),
-            };
-            match put {
-                Ok(PutOutcome::Stored { bytes, evicted, .. }) => {
-                    self.stats.sink_evicted += evicted as u64;
-                    self.selector.commit_kept(bytes);
-                    self.stats.kept += 1;
-                    stored = true;
-                }
-                Ok(PutOutcome::Rejected { reason }) => {
-                    self.stats.sink_rejected += 1;
-                    // Logged at 1, 2, 4, 8, … refusals: visible, but not a flood.
-                    if self.stats.sink_rejected.is_power_of_two() {
-                        log::warn!(
-                            "store refused frame {} ({reason:?}); {} refused so far",
-                            frame.name,
-                            self.stats.sink_rejected
-                        );
-                    }
-                }
-                Err(disk_full) => {
-                    self.stats.sink_rejected += 1;
-                    if self.stats.sink_rejected.is_power_of_two() {
-                        log::warn!(
-                            "store refused frame {}: {disk_full}; {} refused so far",
-                            frame.name,
-                            self.stats.sink_rejected
-                        );
-                    }
-                }
+            if let Some(context) = self.context.as_mut() {
+                // Counted as kept now (the sketch knows it for the frames that follow); its
+                // bytes are charged when it is stored with its context.
+                context
+                    .open_event(record, frame, &mut self.ready)
+                    .map_err(|e| PipelineError::Store(StoreError::Spool(e)))?;
+                self.selector.commit_kept(0);
+                pending = true;
+            } else if let Some(bytes) = self.put(&record, frame, &ContextSet::EMPTY)? {
+                self.selector.commit_kept(bytes);
+                stored = true;
             }
         }
         Ok(FrameOutcome {
             uncertainty: selection.uncertainty,
             decision,
             stored,
+            pending,
             detections: self.detections.len(),
             detect_time: t1 - t0,
             select_time: t2 - t1,
@@ -250,10 +255,85 @@ impl<S: Sink> Pipeline<S> {
     }
 }
 
-impl<S: Sink> FrameHandler for Pipeline<S> {
-    type Error = PipelineError;
+impl<S: Sink> Pipeline<S> {
+    /// Puts a kept frame into the sink and counts the outcome; the bytes stored, or None when
+    /// the sink refused it (a full disk is a refusal, not the end of the job: selection goes
+    /// on, and frames are stored again once space is freed).
+    fn put(
+        &mut self,
+        record: &KeptRecord,
+        frame: &Frame,
+        context: &ContextSet,
+    ) -> Result<Option<u64>, PipelineError> {
+        let put = match self.sink.put(record, frame, context) {
+            Err(StoreError::Spool(e)) if e.is_disk_full() => Err(e.to_string()),
+            other => Ok(other.map_err(PipelineError::Store)?),
+        };
+        let refusal = match put {
+            Ok(PutOutcome::Stored { bytes, evicted, .. }) => {
+                self.stats.sink_evicted += evicted as u64;
+                self.stats.kept += 1;
+                return Ok(Some(bytes));
+            }
+            Ok(PutOutcome::Rejected { reason }) => format!("({reason:?})"),
+            Err(disk_full) => format!(": {disk_full}"),
+        };
+        self.stats.sink_rejected += 1;
+        // Logged at 1, 2, 4, 8, … refusals: visible, but not a flood.
+        if self.stats.sink_rejected.is_power_of_two() {
+            log::warn!(
+                "store refused frame {} {refusal}; {} refused so far",
+                frame.name,
+                self.stats.sink_rejected
+            );
+        }
+        Ok(None)
+    }
 
-    fn handle(
+    /// Stores the kept frames whose context is complete, and counts them in `tally`.
+    fn store_ready(&mut self, tally: &mut Tally) -> Result<(), PipelineError> {
+        if self.ready.is_empty() {
+            return Ok(());
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        let mut result = Ok(());
+        for mut event in ready.drain(..) {
+            if let (Some(record), Ok(())) = (event.record.take(), &result) {
+                match self.put(&record, &event.frame, &event.context) {
+                    Ok(Some(bytes)) => {
+                        self.selector.charge_bytes(bytes);
+                        tally.kept(&record.reasons);
+                        log::debug!(
+                            "stored {} with {} context frames",
+                            record.frame_name,
+                            event.context.frames.len()
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => result = Err(e),
+                }
+            }
+            if let Some(context) = self.context.as_mut() {
+                context.recycle(event);
+            }
+        }
+        self.ready = ready;
+        result
+    }
+
+    /// Hands `frame` to the context as an after-frame of the kept frames waiting for it.
+    fn feed_context(&mut self, frame: &Frame, timestamp_ms: u64) -> Result<(), PipelineError> {
+        match self.context.as_mut() {
+            Some(c) => c
+                .feed_after(frame, timestamp_ms, &mut self.ready)
+                .map_err(|e| PipelineError::Store(StoreError::Spool(e))),
+            None => Ok(()),
+        }
+    }
+
+    /// Gate, then every stage, on one frame; the kept frame goes to the tally (or waits for
+    /// its context).
+    fn decide(
         &mut self,
         frame: &Frame,
         info: &FrameInfo,
@@ -287,10 +367,12 @@ impl<S: Sink> FrameHandler for Pipeline<S> {
             s.novelty,
             s.value,
             s.threshold,
-            outcome.stored
+            outcome.stored || outcome.pending
         );
-        if outcome.stored {
-            tally.kept(&outcome.decision.reasons);
+        if outcome.stored || outcome.pending {
+            if outcome.stored {
+                tally.kept(&outcome.decision.reasons);
+            }
             log::debug!(
                 "kept {} value {:.3} (u {:.3}, n {:.3}) {:?}",
                 frame.name,
@@ -302,6 +384,35 @@ impl<S: Sink> FrameHandler for Pipeline<S> {
         }
         self.last = Some(outcome);
         Ok(())
+    }
+}
+
+impl<S: Sink> FrameHandler for Pipeline<S> {
+    type Error = PipelineError;
+
+    /// The context first takes the frame as an after-frame of earlier keeps, then the frame is
+    /// decided, then it joins the ring of frames before the next keep.
+    fn handle(
+        &mut self,
+        frame: &Frame,
+        info: &FrameInfo,
+        tally: &mut Tally,
+    ) -> Result<(), PipelineError> {
+        self.feed_context(frame, info.timestamp_ms)?;
+        let decided = self.decide(frame, info, tally);
+        if let Some(c) = self.context.as_mut() {
+            c.remember(frame, info.timestamp_ms);
+        }
+        self.store_ready(tally)?;
+        decided
+    }
+
+    /// Stores the kept frames still waiting for after-frames with those they have.
+    fn finish(&mut self, tally: &mut Tally) -> Result<(), PipelineError> {
+        if let Some(c) = self.context.as_mut() {
+            c.drain(&mut self.ready);
+        }
+        self.store_ready(tally)
     }
 }
 

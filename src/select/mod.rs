@@ -301,6 +301,12 @@ impl Selector {
         })
     }
 
+    /// Charges `bytes` stored later for a frame already counted as kept (with its context
+    /// frames, which are stored once the frames after it arrived) to the byte budgets.
+    pub fn charge_bytes(&mut self, bytes: u64) {
+        self.policy.charge_bytes(bytes);
+    }
+
     /// Counts the last selected frame as kept, `bytes` stored: the policy's budgets move and
     /// its embedding joins the sketch.
     pub fn commit_kept(&mut self, bytes: u64) {

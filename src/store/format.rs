@@ -1,7 +1,8 @@
 //! The spool's record file format and entry file names.
 //!
-//! An entry `<id:012>` is `<id:012>.jpg` (the frame) and `<id:012>.rec` (its record); the record
-//! file is laid out as follows (integers little-endian):
+//! An entry `<id:012>` is `<id:012>.jpg` (the frame), `<id:012>.rec` (its record) and, when it
+//! has context frames (`[context]`), `<id:012>.ctx` (their JPEGs back to back, in the order the
+//! record lists them). The record file is laid out as follows (integers little-endian):
 //!
 //! | offset | size | field                                                     |
 //! |--------|------|-----------------------------------------------------------|
@@ -11,17 +12,21 @@
 //! | 8      | 4    | payload length `n`                                        |
 //! | 12     | 8    | length of the entry's JPEG                                |
 //! | 20     | 4    | CRC-32 (IEEE) of the entry's JPEG                         |
-//! | 24     | n    | postcard encoding of the [`KeptRecord`]                   |
+//! | 24     | n    | postcard encoding of the [`KeptRecord`], then (version 2) |
+//! |        |      | of the `Vec<`[`ContextFrame`]`>` (length and CRC each)   |
 //! | 24 + n | 4    | CRC-32 (IEEE) of bytes `0 .. 24 + n`                      |
 //!
-//! [`decode_record`] refuses anything else (another version, a torn write, a flipped bit) with a
+//! Version 1 records (no context list) are still read. [`decode_record`] refuses anything else (another version, a torn write, a flipped bit) with a
 //! reason, which the spool reports as corruption.
 
 use super::spool::SpoolError;
-use crate::store::record::KeptRecord;
+use crate::store::record::{ContextFrame, KeptRecord};
 
-/// Version written in every record header; records of another version are treated as corrupt.
-pub const RECORD_FORMAT_VERSION: u16 = 1;
+/// Version written in every record header; records of another version (other than
+/// [`OLDEST_READ_VERSION`] and later) are treated as corrupt.
+pub const RECORD_FORMAT_VERSION: u16 = 2;
+/// Oldest version still read: version 1 has no context list.
+pub const OLDEST_READ_VERSION: u16 = 1;
 
 const MAGIC: [u8; 4] = *b"ESRC";
 /// Length of the fixed header before the postcard payload.
@@ -31,6 +36,8 @@ const TRAILER_LEN: usize = 4;
 pub(super) const JPG_EXT: &str = "jpg";
 /// Extension of an entry's record.
 pub(super) const REC_EXT: &str = "rec";
+/// Extension of an entry's context frames.
+pub(super) const CTX_EXT: &str = "ctx";
 
 /// File name of entry `id`'s file with extension `ext`: `<id:012>.<ext>`.
 pub(super) fn entry_file_name(id: u64, ext: &str) -> String {
@@ -48,6 +55,7 @@ pub(super) fn parse_entry_name(name: &str) -> Option<(u64, &'static str)> {
     let ext = match ext {
         JPG_EXT => JPG_EXT,
         REC_EXT => REC_EXT,
+        CTX_EXT => CTX_EXT,
         _ => return None,
     };
     if stem.len() != 12 || !stem.bytes().all(|b| b.is_ascii_digit()) {
@@ -63,7 +71,7 @@ pub(super) fn is_stray_entry_name(name: &str) -> bool {
     let Some((stem, ext)) = name.rsplit_once('.') else {
         return false;
     };
-    (ext == JPG_EXT || ext == REC_EXT)
+    [JPG_EXT, REC_EXT, CTX_EXT].contains(&ext)
         && !stem.is_empty()
         && stem.bytes().all(|b| b.is_ascii_digit())
         && parse_entry_name(name).is_none()
@@ -74,14 +82,24 @@ pub(super) struct DecodedRecord {
     pub(super) record: KeptRecord,
     pub(super) jpeg_len: u64,
     pub(super) jpeg_crc: u32,
+    /// The context frames in the entry's `.ctx` file (none for a version 1 record).
+    pub(super) context: Vec<ContextFrame>,
 }
 
-/// Encodes `record` for the entry whose JPEG is `jpeg` into `buf` (cleared first, its
-/// allocation reused).
+impl DecodedRecord {
+    /// Bytes of the entry's context file.
+    pub(super) fn context_len(&self) -> u64 {
+        self.context.iter().map(|c| u64::from(c.jpeg_len)).sum()
+    }
+}
+
+/// Encodes `record` for the entry whose JPEG is `jpeg` and whose context frames are `context`
+/// into `buf` (cleared first, its allocation reused).
 pub(super) fn encode_record(
     buf: &mut Vec<u8>,
     record: &KeptRecord,
     jpeg: &[u8],
+    context: &[ContextFrame],
 ) -> Result<(), SpoolError> {
     let mut out = std::mem::take(buf);
     out.clear();
@@ -91,8 +109,11 @@ pub(super) fn encode_record(
     out.extend_from_slice(&0u32.to_le_bytes()); // payload length, patched below
     out.extend_from_slice(&(jpeg.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32(jpeg).to_le_bytes());
-    let mut out = postcard::to_extend(record, out).map_err(|e| SpoolError::Encode {
+    let out = postcard::to_extend(record, out).map_err(|e| SpoolError::Encode {
         message: format!("record: {e}"),
+    })?;
+    let mut out = postcard::to_extend(context, out).map_err(|e| SpoolError::Encode {
+        message: format!("context list: {e}"),
     })?;
     let payload_len = u32::try_from(out.len() - HEADER_LEN).map_err(|_| SpoolError::Encode {
         message: "record larger than 4 GiB".into(),
@@ -115,9 +136,9 @@ pub(super) fn decode_record(bytes: &[u8]) -> Result<DecodedRecord, String> {
     let u32_at =
         |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != RECORD_FORMAT_VERSION {
+    if !(OLDEST_READ_VERSION..=RECORD_FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "format version {version}, this build reads {RECORD_FORMAT_VERSION}"
+            "format version {version}, this build reads {OLDEST_READ_VERSION} to {RECORD_FORMAT_VERSION}"
         ));
     }
     let payload_len = u32_at(8) as usize;
@@ -138,8 +159,13 @@ pub(super) fn decode_record(bytes: &[u8]) -> Result<DecodedRecord, String> {
     }
     let mut len_bytes = [0u8; 8];
     len_bytes.copy_from_slice(&bytes[12..20]);
-    let (record, rest) = postcard::take_from_bytes::<KeptRecord>(&bytes[HEADER_LEN..body_end])
+    let (record, mut rest) = postcard::take_from_bytes::<KeptRecord>(&bytes[HEADER_LEN..body_end])
         .map_err(|e| format!("record does not decode: {e}"))?;
+    let mut context = Vec::new();
+    if version >= 2 {
+        (context, rest) = postcard::take_from_bytes::<Vec<ContextFrame>>(rest)
+            .map_err(|e| format!("context list does not decode: {e}"))?;
+    }
     if !rest.is_empty() {
         return Err(format!("{} trailing bytes after the record", rest.len()));
     }
@@ -147,6 +173,7 @@ pub(super) fn decode_record(bytes: &[u8]) -> Result<DecodedRecord, String> {
         record,
         jpeg_len: u64::from_le_bytes(len_bytes),
         jpeg_crc: u32_at(20),
+        context,
     })
 }
 

@@ -9,6 +9,7 @@
 //! file names), `index` (the in-memory index and the eviction policy), `fsio` (atomic writes,
 //! directory fsync, free space) and `jpeg` (encoding with downscaling).
 
+pub mod context;
 mod format;
 mod fsio;
 mod index;
@@ -21,6 +22,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::source::Frame;
+use context::ContextSet;
 pub use format::crc32;
 pub use index::RejectReason;
 pub use jpeg::dimensions as jpeg_dimensions;
@@ -38,9 +40,15 @@ pub fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), spo
 
 /// A destination for kept frames.
 pub trait Sink {
-    /// Stores `frame` (RGB8) with its `record`. `Ok(Rejected)` when the sink declines it (a
-    /// budget, a bound); `Err` when it failed, in which case nothing of the frame is stored.
-    fn put(&mut self, record: &KeptRecord, frame: &Frame) -> Result<PutOutcome, StoreError>;
+    /// Stores `frame` (RGB8) with its `record` and its `context` frames as one entry.
+    /// `Ok(Rejected)` when the sink declines it (a budget, a bound); `Err` when it failed, in
+    /// which case nothing of the frame is stored.
+    fn put(
+        &mut self,
+        record: &KeptRecord,
+        frame: &Frame,
+        context: &ContextSet,
+    ) -> Result<PutOutcome, StoreError>;
 }
 
 /// What a put did.
@@ -69,7 +77,12 @@ impl PutOutcome {
 pub struct Discard;
 
 impl Sink for Discard {
-    fn put(&mut self, _record: &KeptRecord, _frame: &Frame) -> Result<PutOutcome, StoreError> {
+    fn put(
+        &mut self,
+        _record: &KeptRecord,
+        _frame: &Frame,
+        _context: &ContextSet,
+    ) -> Result<PutOutcome, StoreError> {
         Ok(PutOutcome::Stored {
             id: 0,
             bytes: 0,
@@ -79,8 +92,14 @@ impl Sink for Discard {
 }
 
 impl Sink for spool::Spool {
-    fn put(&mut self, record: &KeptRecord, frame: &Frame) -> Result<PutOutcome, StoreError> {
-        spool::Spool::put(self, record, &frame.rgb, frame.width, frame.height)
+    fn put(
+        &mut self,
+        record: &KeptRecord,
+        frame: &Frame,
+        context: &ContextSet,
+    ) -> Result<PutOutcome, StoreError> {
+        let (rgb, w, h) = (&frame.rgb, frame.width, frame.height);
+        self.put_with_context(record, rgb, w, h, context)
             .map_err(StoreError::Spool)
     }
 }

@@ -59,3 +59,20 @@ pub struct KeptRecord {
     pub embedding: Vec<f32>,
     pub reasons: Vec<Reason>,
 }
+
+/// One context frame of a kept frame's event (`[context]`): a frame just before or after it,
+/// stored as a JPEG beside the entry (see the spool's `.ctx` file) and uploaded in its group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextFrame {
+    /// Position relative to the kept frame, in frames the pipeline saw: -2 is two before, 1 is
+    /// the next one.
+    pub offset: i32,
+    pub frame_index: u64,
+    pub frame_name: String,
+    /// Capture time, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Length and CRC-32 of its JPEG in the entry's context file (the JPEGs follow each other
+    /// in the order of this list).
+    pub jpeg_len: u32,
+    pub jpeg_crc: u32,
+}

@@ -1,7 +1,7 @@
 //! Spool stage: the kept frames, on disk, until the uploader has taken them.
 //!
-//! Each entry is two files in the spool directory, named by a sequence number that only grows,
-//! also across restarts:
+//! Each entry is two files in the spool directory (three with context frames), named by a
+//! sequence number that only grows, also across restarts:
 //!
 //! * `<id:012>.jpg`: the frame as a baseline JPEG (quality [`SpoolConfig::jpeg_quality`], longest
 //!   side at most [`SpoolConfig::max_side`]; larger frames are downscaled keeping the aspect ratio,
@@ -10,17 +10,20 @@
 //!   format version [`RECORD_FORMAT_VERSION`], payload length, the length and CRC-32 of the
 //!   entry's JPEG) and a CRC-32 trailer of everything before it. The byte layout is documented
 //!   next to its code, in `src/store/format.rs`.
+//! * `<id:012>.ctx`, when the entry has context frames (`[context]`): their JPEGs back to back;
+//!   the record lists each one's offset, frame, time, length and CRC-32.
 //!
-//! Both files are written atomically: to `.tmp-<name>` in the spool directory, fsync, rename into
-//! place, fsync the directory. The JPEG goes first; the record's presence marks the entry complete.
-//! Removal (ack, eviction) goes the other way: record, then JPEG, then a directory fsync.
+//! The files are written atomically: to `.tmp-<name>` in the spool directory, fsync, rename into
+//! place, fsync the directory. The JPEG and the context file go first; the record's presence marks
+//! the entry complete. Removal (ack, eviction, quarantine) goes the other way: record, then JPEG
+//! and context file, then a directory fsync: context frames never outlive their kept frame.
 //! A third file, `next-id`, holds the next sequence number once the newest entry has been acked,
 //! so an id is never handed out twice even when the spool was emptied before a restart.
 //!
-//! On open the spool recovers from a crash: `.tmp-*` files and JPEGs without a record are
-//! removed (`discarded_partial`). Nothing that might be good is deleted: entries whose record
-//! fails to decode or whose JPEG is missing, of the wrong length or fails its CRC-32 are moved,
-//! both files, to `quarantine/` in the spool directory (`discarded_corrupt`), each file with a
+//! On open the spool recovers from a crash: `.tmp-*` files and JPEGs or context files without a
+//! record are removed (`discarded_partial`). Nothing that might be good is deleted: entries whose
+//! record fails to decode or whose JPEG or context file is missing, of the wrong length or fails
+//! its CRC-32 are moved, all their files, to `quarantine/` in the spool directory (`discarded_corrupt`), each file with a
 //! `NAME.reason` text file saying why, and a warning naming it; so are stray files named like
 //! entries but not entries (`18446744073709551615.jpg`: entry names are exactly 12 digits, ids
 //! at most [`MAX_ID`]) and an unreadable or out-of-range `next-id`. `quarantined` counts the
@@ -61,13 +64,14 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{
     crc32, decode_record, encode_record, entry_file_name, is_stray_entry_name, parse_entry_name,
-    DecodedRecord, JPG_EXT, REC_EXT,
+    DecodedRecord, CTX_EXT, JPG_EXT, REC_EXT,
 };
 use super::fsio::{self, available_bytes, io_error, remove_if_exists, TMP_PREFIX};
 use super::index::{value_key, Entry, Index};
 use super::jpeg;
 use crate::config::KeyError;
-use crate::store::record::KeptRecord;
+use crate::store::context::ContextSet;
+use crate::store::record::{ContextFrame, KeptRecord};
 
 pub use super::format::{MAX_ID, RECORD_FORMAT_VERSION};
 pub use super::index::RejectReason;
@@ -279,7 +283,8 @@ impl Spool {
         let mut report = RecoveryReport::default();
         let mut removed_any = false;
         let mut records = BTreeSet::new();
-        let mut jpegs = BTreeSet::new();
+        // JPEGs and context files: (id, extension).
+        let mut attachments = BTreeSet::new();
         let mut strays = Vec::new();
         let mut highest: Option<u64> = None;
         for item in fs::read_dir(&dir).map_err(|e| io_error(&dir, &dir, e))? {
@@ -314,7 +319,7 @@ impl Spool {
                 if ext == REC_EXT {
                     records.insert(id);
                 } else {
-                    jpegs.insert(id);
+                    attachments.insert((id, ext));
                 }
             } else if is_stray_entry_name(name) {
                 strays.push(name.to_string());
@@ -361,11 +366,16 @@ impl Spool {
             .max(spool.persisted_next_id)
             .max(FIRST_ID);
 
-        for &id in jpegs.difference(&records) {
-            let path = spool.entry_path(id, JPG_EXT);
+        for &(id, ext) in attachments.iter().filter(|(id, _)| !records.contains(id)) {
+            let path = spool.entry_path(id, ext);
             remove_if_exists(&path).map_err(|e| spool.io_error(&path, e))?;
             log::warn!(
-                "spool: removed JPEG without record {} (interrupted write)",
+                "spool: removed {} without record {} (interrupted write)",
+                if ext == JPG_EXT {
+                    "JPEG"
+                } else {
+                    "context file"
+                },
                 path.display()
             );
             report.discarded_partial += 1;
@@ -380,7 +390,7 @@ impl Spool {
                         "spool: quarantining damaged entry {}: {reason}",
                         rec.display()
                     );
-                    for ext in [REC_EXT, JPG_EXT] {
+                    for ext in [REC_EXT, JPG_EXT, CTX_EXT] {
                         let name = entry_file_name(id, ext);
                         if spool.dir.join(&name).exists()
                             && quarantine(&spool.dir, &name, &format!("entry {id:012}: {reason}"))
@@ -415,6 +425,16 @@ impl Spool {
     /// whose JPEG is missing or fails its length or CRC-32 check are skipped with a warning, as
     /// are entry names that are not regular files.
     pub fn read_records(dir: &Path) -> Result<Vec<(u64, KeptRecord)>, SpoolError> {
+        Ok(Self::read_entries(dir)?
+            .into_iter()
+            .map(|(id, record, _)| (id, record))
+            .collect())
+    }
+
+    /// [`Spool::read_records`] with each entry's context frames.
+    pub fn read_entries(
+        dir: &Path,
+    ) -> Result<Vec<(u64, KeptRecord, Vec<ContextFrame>)>, SpoolError> {
         let mut ids = BTreeSet::new();
         for item in fs::read_dir(dir).map_err(|e| io_error(dir, dir, e))? {
             let item = item.map_err(|e| io_error(dir, dir, e))?;
@@ -444,9 +464,8 @@ impl Spool {
                     continue;
                 }
             };
-            let jpg = dir.join(entry_file_name(id, JPG_EXT));
-            match check_jpeg(&jpg, &decoded) {
-                Ok(()) => records.push((id, decoded.record)),
+            match check_files(dir, id, &decoded) {
+                Ok(()) => records.push((id, decoded.record, decoded.context)),
                 Err(reason) => log::warn!("spool: skipping {}: {reason}", rec.display()),
             }
         }
@@ -457,6 +476,11 @@ impl Spool {
     /// such as `edgesieve export`, after [`Spool::read_records`] checked it).
     pub fn jpeg_path(dir: &Path, id: u64) -> PathBuf {
         dir.join(entry_file_name(id, JPG_EXT))
+    }
+
+    /// The context file of entry `id` in the spool directory `dir` (see [`Spool::jpeg_path`]).
+    pub fn context_path(dir: &Path, id: u64) -> PathBuf {
+        dir.join(entry_file_name(id, CTX_EXT))
     }
 
     /// The files in `dir/quarantine/` with the reason each was put there, by name (for
@@ -521,6 +545,19 @@ impl Spool {
         width: u32,
         height: u32,
     ) -> Result<PutOutcome, SpoolError> {
+        self.put_with_context(record, rgb, width, height, &ContextSet::EMPTY)
+    }
+
+    /// [`Spool::put`] with the kept frame's context frames (already JPEG): one entry, all or
+    /// nothing, its bytes counted in the bounds together.
+    pub fn put_with_context(
+        &mut self,
+        record: &KeptRecord,
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        context: &ContextSet,
+    ) -> Result<PutOutcome, SpoolError> {
         if self.next_id > MAX_ID {
             return Err(SpoolError::IdsExhausted {
                 dir: self.dir.clone(),
@@ -528,8 +565,8 @@ impl Spool {
         }
         let (max_side, quality) = (self.config.max_side, self.config.jpeg_quality);
         jpeg::encode(&mut self.jpeg_buf, rgb, width, height, max_side, quality)?;
-        encode_record(&mut self.rec_buf, record, &self.jpeg_buf)?;
-        let new_bytes = (self.jpeg_buf.len() + self.rec_buf.len()) as u64;
+        encode_record(&mut self.rec_buf, record, &self.jpeg_buf, &context.frames)?;
+        let new_bytes = (self.jpeg_buf.len() + self.rec_buf.len() + context.jpegs.len()) as u64;
         let key = value_key(record.scores.value);
         let plan = self.index.plan_eviction(
             key,
@@ -547,7 +584,7 @@ impl Spool {
         };
         let id = self.next_id;
         self.next_id += 1;
-        self.write_entry(id)?;
+        self.write_entry(id, &context.jpegs)?;
         self.index.insert(
             id,
             Entry {
@@ -611,7 +648,12 @@ impl Spool {
             });
         }
         self.index.forget(id);
-        quarantine(&self.dir, &entry_file_name(id, JPG_EXT), reason);
+        for ext in [JPG_EXT, CTX_EXT] {
+            let name = entry_file_name(id, ext);
+            if self.dir.join(&name).exists() {
+                quarantine(&self.dir, &name, reason);
+            }
+        }
         Ok(true)
     }
 
@@ -632,6 +674,20 @@ impl Spool {
             });
         }
         Ok((decoded.record, jpeg))
+    }
+
+    /// Reads an entry's context frames: their list and their JPEGs back to back (each checked
+    /// against its length and CRC); empty for an entry without context.
+    pub fn read_context(&self, id: u64) -> Result<(Vec<ContextFrame>, Vec<u8>), SpoolError> {
+        let decoded = self.read_record_file(id)?;
+        if decoded.context.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let path = self.entry_path(id, CTX_EXT);
+        let bytes = fs::read(&path).map_err(|e| self.io_error(&path, e))?;
+        check_context_bytes(&bytes, &decoded)
+            .map_err(|reason| SpoolError::Corrupt { path, reason })?;
+        Ok((decoded.context, bytes))
     }
 
     /// Every stored record, oldest first.
@@ -666,13 +722,12 @@ impl Spool {
             Ok(d) => d,
             Err(reason) => return Ok(Err(reason)),
         };
-        let jpg_path = self.entry_path(id, JPG_EXT);
-        if let Err(reason) = check_jpeg(&jpg_path, &decoded) {
+        if let Err(reason) = check_files(&self.dir, id, &decoded) {
             return Ok(Err(reason));
         }
         Ok(Ok(Entry {
             key: value_key(decoded.record.scores.value),
-            bytes: bytes.len() as u64 + decoded.jpeg_len,
+            bytes: bytes.len() as u64 + decoded.jpeg_len + decoded.context_len(),
         }))
     }
 
@@ -704,25 +759,36 @@ impl Spool {
     fn remove_files(&self, id: u64) -> Result<(), SpoolError> {
         let rec = self.entry_path(id, REC_EXT);
         remove_if_exists(&rec).map_err(|e| self.io_error(&rec, e))?;
-        let jpg = self.entry_path(id, JPG_EXT);
-        if let Err(e) = remove_if_exists(&jpg) {
-            log::warn!("spool: could not remove {}: {e}", jpg.display());
+        for ext in [JPG_EXT, CTX_EXT] {
+            let path = self.entry_path(id, ext);
+            if let Err(e) = remove_if_exists(&path) {
+                log::warn!("spool: could not remove {}: {e}", path.display());
+            }
         }
         Ok(())
     }
 
-    /// Writes the encoded JPEG and record of entry `id`, or nothing.
-    fn write_entry(&self, id: u64) -> Result<(), SpoolError> {
+    /// Writes the encoded JPEG, the context file (`context`, when not empty) and the record of
+    /// entry `id`, in that order, or nothing.
+    fn write_entry(&self, id: u64, context: &[u8]) -> Result<(), SpoolError> {
         let jpg = self.entry_path(id, JPG_EXT);
+        let ctx = self.entry_path(id, CTX_EXT);
         let rec = self.entry_path(id, REC_EXT);
-        fsio::write_atomic(&self.dir, &jpg, &self.jpeg_buf)?;
-        let result = self
-            .sync_dir()
+        let result = fsio::write_atomic(&self.dir, &jpg, &self.jpeg_buf)
+            .and_then(|()| {
+                if context.is_empty() {
+                    Ok(())
+                } else {
+                    fsio::write_atomic(&self.dir, &ctx, context)
+                }
+            })
+            .and_then(|()| self.sync_dir())
             .and_then(|()| fsio::write_atomic(&self.dir, &rec, &self.rec_buf))
             .and_then(|()| self.sync_dir());
         if let Err(e) = result {
-            let _ = remove_if_exists(&rec);
-            let _ = remove_if_exists(&jpg);
+            for path in [&rec, &ctx, &jpg] {
+                let _ = remove_if_exists(path);
+            }
             let _ = self.sync_dir();
             return Err(e);
         }
@@ -795,6 +861,47 @@ fn ensure_dir(dir: &Path) -> Result<(), SpoolError> {
 }
 
 /// Checks the JPEG at `path` against its record (length, CRC-32); `Err` says what is wrong.
+/// Checks entry `id`'s JPEG and context file in `dir` against its record.
+fn check_files(dir: &Path, id: u64, decoded: &DecodedRecord) -> Result<(), String> {
+    check_jpeg(&dir.join(entry_file_name(id, JPG_EXT)), decoded)?;
+    if decoded.context.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join(entry_file_name(id, CTX_EXT));
+    match fs::read(&path) {
+        Ok(bytes) => check_context_bytes(&bytes, decoded),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err("its context file is missing".into()),
+        Err(e) => Err(format!(
+            "its context file {} cannot be read: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Checks a context file's bytes against the lengths and CRCs its record lists.
+fn check_context_bytes(bytes: &[u8], decoded: &DecodedRecord) -> Result<(), String> {
+    if bytes.len() as u64 != decoded.context_len() {
+        return Err(format!(
+            "its context file is {} bytes, the record says {}",
+            bytes.len(),
+            decoded.context_len()
+        ));
+    }
+    let mut at = 0usize;
+    for c in &decoded.context {
+        let jpeg = &bytes[at..at + c.jpeg_len as usize];
+        at += c.jpeg_len as usize;
+        let crc = crc32(jpeg);
+        if crc != c.jpeg_crc {
+            return Err(format!(
+                "context frame {:+} ({}): CRC-32 {crc:08x}, the record says {:08x}",
+                c.offset, c.frame_name, c.jpeg_crc
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_jpeg(path: &Path, decoded: &DecodedRecord) -> Result<(), String> {
     let jpeg = match fs::read(path) {
         Ok(jpeg) => jpeg,
@@ -975,6 +1082,128 @@ mod tests {
             }
         );
         assert!(matches!(spool.read(2), Err(SpoolError::NotFound { id: 2 })));
+    }
+
+    /// Two context frames: two small JPEGs back to back, listed with their lengths and CRCs.
+    fn context_set() -> ContextSet {
+        let mut set = ContextSet::default();
+        for (offset, (w, h)) in [(-1, (32, 24)), (1, (40, 20))] {
+            let mut jpeg = Vec::new();
+            jpeg::encode(&mut jpeg, &frame(w, h), w, h, 640, 70).expect("encode");
+            set.frames.push(ContextFrame {
+                offset,
+                frame_index: (10 + offset) as u64,
+                frame_name: format!("f{offset}"),
+                timestamp_ms: 5,
+                jpeg_len: jpeg.len() as u32,
+                jpeg_crc: crc32(&jpeg),
+            });
+            set.jpegs.extend_from_slice(&jpeg);
+        }
+        set
+    }
+
+    #[test]
+    fn context_frames_are_one_entry_with_their_kept_frame() {
+        let tmp = TempDir::new("context");
+        let mut spool = Spool::open(&tmp.0, SpoolConfig::default()).expect("open").0;
+        let ctx = context_set();
+        let outcome = spool
+            .put_with_context(&record(10, 0.6), &frame(64, 48), 64, 48, &ctx)
+            .expect("put");
+        put(&mut spool, 0.7);
+        let Some(id) = outcome.id() else {
+            panic!("{outcome:?}")
+        };
+        assert!(tmp.0.join("000000000001.ctx").is_file());
+        assert!(!tmp.0.join("000000000002.ctx").exists());
+        // Counted in the bounds with the rest of the entry: every file's bytes.
+        let on_disk: u64 = names(&tmp.0)
+            .iter()
+            .map(|n| fs::metadata(tmp.0.join(n)).expect("file").len())
+            .sum();
+        assert_eq!(spool.stats().bytes, on_disk);
+        assert!(on_disk > 2 * entry_bytes() + ctx.jpegs.len() as u64);
+        let (frames, jpegs) = spool.read_context(id).expect("read context");
+        assert_eq!((&frames, &jpegs), (&ctx.frames, &ctx.jpegs));
+        assert_eq!(
+            spool.read_context(2).expect("none"),
+            (Vec::new(), Vec::new())
+        );
+        let listed = Spool::read_entries(&tmp.0).expect("entries");
+        assert_eq!(listed[0].2, ctx.frames);
+        // Reopened: the same, and its bytes counted again.
+        let bytes = spool.stats().bytes;
+        drop(spool);
+        let mut spool = Spool::open(&tmp.0, SpoolConfig::default())
+            .expect("reopen")
+            .0;
+        assert_eq!(spool.stats().bytes, bytes);
+        // Acked: the context goes with it.
+        assert!(spool.ack(id).expect("ack"));
+        assert_eq!(names(&tmp.0), vec!["000000000002.jpg", "000000000002.rec"]);
+    }
+
+    #[test]
+    fn a_damaged_or_orphan_context_file_never_passes_as_good() {
+        let tmp = TempDir::new("context-bad");
+        let mut spool = Spool::open(&tmp.0, SpoolConfig::default()).expect("open").0;
+        let ctx = context_set();
+        spool
+            .put_with_context(&record(1, 0.6), &frame(64, 48), 64, 48, &ctx)
+            .expect("put");
+        spool
+            .put_with_context(&record(2, 0.6), &frame(64, 48), 64, 48, &ctx)
+            .expect("put");
+        // Entry 1: a flipped byte in its second context JPEG; read refuses it.
+        let path = tmp.0.join("000000000001.ctx");
+        let mut bytes = fs::read(&path).expect("ctx");
+        let last = bytes.len() - 10;
+        bytes[last] ^= 0x55;
+        fs::write(&path, &bytes).expect("write");
+        let e = spool.read_context(1).expect_err("corrupt");
+        assert!(e.to_string().contains("context frame +1"), "{e}");
+        // Entry 2: its context file gone. An orphan context file of an entry never written.
+        fs::remove_file(tmp.0.join("000000000002.ctx")).expect("rm");
+        fs::write(tmp.0.join("000000000009.ctx"), b"partial").expect("orphan");
+        drop(spool);
+        let (spool, report) = Spool::open(&tmp.0, SpoolConfig::default()).expect("reopen");
+        assert_eq!(spool.stats().entries, 0);
+        assert_eq!((report.discarded_corrupt, report.discarded_partial), (2, 1));
+        let quarantined: Vec<String> = Spool::read_quarantine(&tmp.0)
+            .expect("quarantine")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            quarantined.contains(&"000000000001.ctx".to_string()),
+            "{quarantined:?}"
+        );
+        assert!(!tmp.0.join("000000000009.ctx").exists());
+    }
+
+    #[test]
+    fn a_version_1_record_is_still_read() {
+        let tmp = TempDir::new("v1");
+        let mut spool = Spool::open(&tmp.0, SpoolConfig::default()).expect("open").0;
+        put(&mut spool, 0.5);
+        drop(spool);
+        // Rewrite the record as version 1 wrote it: no context list, version 1, CRCs redone.
+        let path = tmp.0.join("000000000001.rec");
+        let bytes = fs::read(&path).expect("rec");
+        let payload_end = bytes.len() - 4;
+        let mut v1 = bytes[..payload_end - 1].to_vec(); // the empty list is one byte (0)
+        assert_eq!(bytes[payload_end - 1], 0);
+        v1[4..6].copy_from_slice(&1u16.to_le_bytes());
+        let len = (v1.len() - HEADER_LEN) as u32;
+        v1[8..12].copy_from_slice(&len.to_le_bytes());
+        let crc = crc32(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        fs::write(&path, &v1).expect("write v1");
+        let (spool, report) = Spool::open(&tmp.0, SpoolConfig::default()).expect("reopen");
+        assert_eq!((spool.stats().entries, report.discarded_corrupt), (1, 0));
+        assert_eq!(spool.read(1).expect("read").0, record(0, 0.5));
+        assert!(spool.read_context(1).expect("no context").0.is_empty());
     }
 
     #[test]

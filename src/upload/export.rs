@@ -13,8 +13,9 @@ use std::str::FromStr;
 
 use serde_json::{json, Value};
 
-use super::label_studio::task_json;
+use super::label_studio::{context_task_json, task_json};
 use super::Item;
+use crate::store::context::ContextSet;
 use crate::store::spool::{Spool, SpoolError};
 
 /// The file format of an export.
@@ -96,17 +97,28 @@ pub fn export(
     };
     let images_dir = out.join("images");
     std::fs::create_dir_all(&images_dir).map_err(write_err(&images_dir))?;
-    let records = Spool::read_records(spool_dir).map_err(ExportError::Spool)?;
+    let records = Spool::read_entries(spool_dir).map_err(ExportError::Spool)?;
     let (mut tasks, mut coco_images, mut annotations) = (Vec::new(), Vec::new(), Vec::new());
     let mut boxes = 0;
-    for (id, record) in &records {
-        let src = Spool::jpeg_path(spool_dir, *id);
-        let jpeg = std::fs::read(&src).map_err(|source| {
+    let read = |src: &Path| {
+        std::fs::read(src).map_err(|source| {
             ExportError::Spool(SpoolError::Io {
-                path: src.clone(),
+                path: src.to_path_buf(),
                 source,
             })
-        })?;
+        })
+    };
+    for (id, record, frames) in &records {
+        let src = Spool::jpeg_path(spool_dir, *id);
+        let jpeg = read(&src)?;
+        let context = ContextSet {
+            frames: frames.clone(),
+            jpegs: if frames.is_empty() {
+                Vec::new()
+            } else {
+                read(&Spool::context_path(spool_dir, *id))?
+            },
+        };
         let (jw, jh) =
             crate::store::jpeg_dimensions(&jpeg).ok_or(ExportError::Jpeg { path: src.clone() })?;
         let stable_id = format!("{device_id}-{id:012}");
@@ -118,10 +130,33 @@ pub fn export(
             jpeg_width: jw,
             jpeg_height: jh,
             record,
+            context: &context,
         };
         let name = item.file_name();
         let dst = images_dir.join(&name);
         std::fs::write(&dst, &jpeg).map_err(write_err(&dst))?;
+        // Context frames: their images beside it, their tasks (Label Studio) or images (COCO)
+        // with the event's metadata and no boxes.
+        for (frame, bytes) in context.iter() {
+            let cname = item.context_file_name(frame);
+            let cdst = images_dir.join(&cname);
+            std::fs::write(&cdst, bytes).map_err(write_err(&cdst))?;
+            let image = format!("images/{cname}");
+            match format {
+                ExportFormat::LabelStudio => tasks.push(context_task_json(
+                    &item,
+                    frame,
+                    &format!("{image_prefix}{image}"),
+                )),
+                ExportFormat::Coco => {
+                    let (w, h) = crate::store::jpeg_dimensions(bytes).unwrap_or((0, 0));
+                    coco_images.push(json!({
+                        "id": coco_images.len() as u64 + 1, "file_name": image,
+                        "width": w, "height": h, "edgesieve": item.context_meta(frame),
+                    }));
+                }
+            }
+        }
         boxes += record.detections.len();
         match format {
             ExportFormat::LabelStudio => {

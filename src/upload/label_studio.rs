@@ -25,6 +25,7 @@ use ureq::tls::{RootCerts, TlsConfig};
 
 use super::token::{self, Secret};
 use super::{Backend, Delivery, Item, UploadConfig, UploadError};
+use crate::store::record::ContextFrame;
 
 /// The names the project's labeling config gives the image and the boxes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,20 +289,21 @@ impl LabelStudio {
     }
 
     /// Uploads the file without creating a task; returns the path Label Studio serves it at.
-    fn upload_file(&mut self, project: u64, item: &Item) -> Result<String, UploadError> {
-        let boundary = format!(
-            "edgesieve-{:016x}",
-            crate::store::crc32(item.jpeg) as u64 ^ item.spool_id
-        );
-        let mut body = Vec::with_capacity(item.jpeg.len() + 256);
+    fn upload_file(
+        &mut self,
+        project: u64,
+        file_name: &str,
+        jpeg: &[u8],
+    ) -> Result<String, UploadError> {
+        let boundary = format!("edgesieve-{:016x}", crate::store::crc32(jpeg));
+        let mut body = Vec::with_capacity(jpeg.len() + 256);
         body.extend_from_slice(
             format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: image/jpeg\r\n\r\n",
-                item.file_name()
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: image/jpeg\r\n\r\n",
             )
             .as_bytes(),
         );
-        body.extend_from_slice(item.jpeg);
+        body.extend_from_slice(jpeg);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let path = format!("/api/projects/{project}/import");
         let content_type = format!("multipart/form-data; boundary={boundary}");
@@ -323,13 +325,10 @@ impl LabelStudio {
             .get("file")
             .and_then(Value::as_str)
             .ok_or_else(|| self.protocol(&fpath, "no file in the answer"))?;
-        if !file.ends_with(&item.file_name()) {
+        if !file.ends_with(file_name) {
             return Err(self.protocol(
                 &fpath,
-                &format!(
-                    "the stored file {file:?} does not end in {}",
-                    item.file_name()
-                ),
+                &format!("the stored file {file:?} does not end in {file_name}",),
             ));
         }
         Ok(if file.starts_with('/') || file.contains("://") {
@@ -388,6 +387,14 @@ pub fn task_json(item: &Item, image: &str) -> Value {
         "meta": item.meta(),
         "predictions": [prediction(item, &iface)],
     })
+}
+
+/// A context frame's task (no prediction: the detector's boxes are the kept frame's), as the
+/// import API and a JSON import file take it.
+pub fn context_task_json(item: &Item, frame: &ContextFrame, image: &str) -> Value {
+    let mut data = serde_json::Map::new();
+    data.insert(Interface::default().data_key, json!(image));
+    json!({"data": data, "meta": item.context_meta(frame)})
 }
 
 /// The labeling config of a bounding-box project for `labels`, naming its parts as the
@@ -565,21 +572,29 @@ impl Backend for LabelStudio {
             }
             return Ok(Delivery::Completed);
         }
-        let image = self.upload_file(project, item)?;
+        let image = self.upload_file(project, &item.file_name(), item.jpeg)?;
         let mut data = serde_json::Map::new();
         data.insert(iface.data_key.clone(), json!(image));
-        let task = json!([{
+        // The kept frame and its context frames in one import: one event, created together.
+        let mut tasks = vec![json!({
             "data": data,
             "meta": item.meta(),
             "predictions": [prediction(item, &iface)],
-        }]);
+        })];
+        for (frame, jpeg) in item.context.iter() {
+            let image = self.upload_file(project, &item.context_file_name(frame), jpeg)?;
+            tasks.push(context_task_json(item, frame, &image));
+        }
         let path = format!("/api/projects/{project}/import");
-        let v = self.call_json("POST", &path, &[], Some(Body::Json(&task)))?;
+        let v = self.call_json("POST", &path, &[], Some(Body::Json(&json!(tasks))))?;
         let created = v.get("task_count").and_then(Value::as_u64);
-        if created != Some(1) {
+        if created != Some(tasks.len() as u64) {
             return Err(self.protocol(
                 &path,
-                &format!("expected 1 task created, the answer says {created:?}"),
+                &format!(
+                    "expected {} tasks created, the answer says {created:?}",
+                    tasks.len()
+                ),
             ));
         }
         Ok(Delivery::Created)

@@ -40,7 +40,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::KeyError;
 use crate::source::Frame;
-use crate::store::record::{KeptRecord, Reason};
+use crate::store::context::ContextSet;
+use crate::store::record::{ContextFrame, KeptRecord, Reason};
 use crate::store::spool::{Spool, SpoolError};
 use crate::store::{PutOutcome, Sink, StoreError};
 use backoff::Backoff;
@@ -233,12 +234,42 @@ pub struct Item<'a> {
     pub jpeg_width: u32,
     pub jpeg_height: u32,
     pub record: &'a KeptRecord,
+    /// The kept frame's context frames (`[context]`), uploaded with it as one event.
+    pub context: &'a ContextSet,
 }
 
 impl Item<'_> {
     /// The uploaded file's name: the stable id, so the server's copy can be found by it.
     pub fn file_name(&self) -> String {
         format!("{}.jpg", self.stable_id)
+    }
+
+    /// A context frame's file name: the stable id and the offset, `b` before and `a` after
+    /// (`car-7-000000000012-b02.jpg` is two frames before), never ending in the kept frame's own
+    /// name. Letters and digits only: Label Studio drops a `+` from stored file names.
+    pub fn context_file_name(&self, frame: &ContextFrame) -> String {
+        let side = if frame.offset < 0 { 'b' } else { 'a' };
+        format!(
+            "{}-{side}{:02}.jpg",
+            self.stable_id,
+            frame.offset.unsigned_abs()
+        )
+    }
+
+    /// A context frame's task metadata: the event it belongs to (the kept frame's stable id,
+    /// also its `meta.event`), its offset, frame and capture time.
+    pub fn context_meta(&self, frame: &ContextFrame) -> serde_json::Value {
+        serde_json::json!({
+            "event": self.stable_id,
+            "role": "context",
+            "offset": frame.offset,
+            "device_id": self.device_id,
+            "spool_id": self.spool_id,
+            "capture_time_ms": frame.timestamp_ms,
+            "frame_name": frame.frame_name,
+            "frame_index": frame.frame_index,
+            "source": self.record.source,
+        })
     }
 
     /// The task metadata: scores, reasons, capture time, device, source.
@@ -261,6 +292,9 @@ impl Item<'_> {
             "frame_width": r.width,
             "frame_height": r.height,
             "model": r.model,
+            "event": self.stable_id,
+            "role": "kept",
+            "context_frames": self.context.frames.len(),
         })
     }
 }
@@ -449,10 +483,13 @@ impl SharedSpool {
 }
 
 impl Sink for SharedSpool {
-    fn put(&mut self, record: &KeptRecord, frame: &Frame) -> Result<PutOutcome, StoreError> {
-        self.lock()
-            .put(record, &frame.rgb, frame.width, frame.height)
-            .map_err(StoreError::Spool)
+    fn put(
+        &mut self,
+        record: &KeptRecord,
+        frame: &Frame,
+        context: &ContextSet,
+    ) -> Result<PutOutcome, StoreError> {
+        Sink::put(&mut *self.lock(), record, frame, context)
     }
 }
 
@@ -562,7 +599,9 @@ impl<B: Backend> Uploader<B> {
 
     fn publish(&self) {
         if let Some(cell) = &self.published {
-            *cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.stats;
+            *cell
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = self.stats;
         }
     }
 
@@ -687,8 +726,13 @@ impl<B: Backend> Uploader<B> {
         id: u64,
         budget: &mut Budget,
     ) -> Result<Step, UploadError> {
-        let read = spool.lock().read(id);
-        let (record, jpeg) = match read {
+        let read = {
+            let spool = spool.lock();
+            spool
+                .read(id)
+                .and_then(|(record, jpeg)| Ok((record, jpeg, spool.read_context(id)?)))
+        };
+        let (record, jpeg, (frames, jpegs)) = match read {
             Ok(entry) => entry,
             // Acked, evicted or quarantined since we picked it.
             Err(SpoolError::NotFound { .. }) => return Ok(Step::Done(Duration::ZERO)),
@@ -713,7 +757,9 @@ impl<B: Backend> Uploader<B> {
                 message: format!("entry {id:012}: its JPEG has no readable size"),
             });
         };
-        let class = match budget.admit(jpeg.len() as u64, budget::now_ms()) {
+        let context = ContextSet { frames, jpegs };
+        let total_bytes = (jpeg.len() + context.jpegs.len()) as u64;
+        let class = match budget.admit(total_bytes, budget::now_ms()) {
             Admit::Go(class) => class,
             Admit::Wait(reason) => return Ok(Step::Wait(reason)),
         };
@@ -727,13 +773,14 @@ impl<B: Backend> Uploader<B> {
             jpeg_width,
             jpeg_height,
             record: &record,
+            context: &context,
         };
         let delivery = self.backend.deliver(&item)?;
         let sent = match delivery {
             Delivery::Created => {
                 self.stats.uploaded += 1;
-                self.stats.bytes += jpeg.len() as u64;
-                jpeg.len() as u64
+                self.stats.bytes += total_bytes;
+                total_bytes
             }
             Delivery::AlreadyThere => {
                 self.stats.already_there += 1;

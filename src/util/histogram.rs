@@ -123,7 +123,10 @@ mod tests {
             last = b;
             if b < BUCKETS - 1 {
                 let (low, width) = bucket_range(b);
-                assert!(low <= us && us < low + width, "{us} in bucket {b} = {low}+{width}");
+                assert!(
+                    low <= us && us < low + width,
+                    "{us} in bucket {b} = {low}+{width}"
+                );
             }
         }
     }

@@ -527,6 +527,14 @@ impl Policy {
         self.bytes_committed = self.bytes_committed.saturating_add(bytes);
     }
 
+    /// Charges `bytes` stored now for a frame counted as kept earlier ([`Self::commit_kept`]
+    /// with 0 bytes) to the byte budgets, at the stream's current time.
+    pub fn charge_bytes(&mut self, bytes: u64) {
+        let ts = self.last_ts;
+        self.bytes_per_day.add(ts, bytes);
+        self.bytes_committed = self.bytes_committed.saturating_add(bytes);
+    }
+
     /// Monotone stream clock.
     fn clock(&mut self, timestamp_ms: u64) -> u64 {
         self.last_ts = self.last_ts.max(timestamp_ms);
