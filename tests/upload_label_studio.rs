@@ -107,6 +107,16 @@ fn inspect(spool: &Path) -> HashMap<u64, Value> {
         .collect()
 }
 
+/// The kept count of a run's summary line ("N frames seen, K kept (…").
+fn kept_count(stdout: &str) -> u64 {
+    stdout
+        .split(" kept ")
+        .next()
+        .and_then(|s| s.split_whitespace().nth(3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no kept count in {stdout:?}"))
+}
+
 fn stable_id(spool_id: u64) -> String {
     format!("{DEVICE}-{spool_id:012}")
 }
@@ -451,12 +461,7 @@ fn server_down_while_run_selects_then_back_loses_nothing_and_duplicates_nothing(
     let (stderr, stdout) = job.output();
     assert!(status.success(), "{stderr}");
     assert!(!stderr.contains(server.token()));
-    let kept: u64 = stdout
-        .split(" kept ")
-        .next()
-        .and_then(|s| s.split_whitespace().nth(3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no kept count in {stdout:?}"));
+    let kept = kept_count(&stdout);
     assert!(kept >= 20, "{stdout}");
     // What the run's thread did not reach is still in the spool; drain it.
     let (ok, _, err) = upload_once(&config, &spool);
@@ -626,12 +631,7 @@ fn context_frames_go_with_their_kept_frame_as_one_event() {
     ));
     std::fs::write(&config, text).unwrap();
     let (stdout, _) = run(&config, &frames, &spool);
-    let kept: u64 = stdout
-        .split(" kept ")
-        .next()
-        .and_then(|s| s.split_whitespace().nth(3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no kept count in {stdout:?}"));
+    let kept = kept_count(&stdout);
     assert!(kept >= 5, "{stdout}");
     // What the run's upload thread did not reach is in the spool, each with its context.
     let left = inspect(&spool);
