@@ -275,14 +275,14 @@ impl<S: Sink> Pipeline<S> {
                 self.stats.kept += 1;
                 return Ok(Some(bytes));
             }
-            Ok(PutOutcome::Rejected { reason }) => format!("({reason:?})"),
+            Ok(PutOutcome::Rejected { reason }) => format!(" ({reason:?})"),
             Err(disk_full) => format!(": {disk_full}"),
         };
         self.stats.sink_rejected += 1;
         // Logged at 1, 2, 4, 8, … refusals: visible, but not a flood.
         if self.stats.sink_rejected.is_power_of_two() {
             log::warn!(
-                "store refused frame {} {refusal}; {} refused so far",
+                "store refused frame {}{refusal}; {} refused so far",
                 frame.name,
                 self.stats.sink_rejected
             );
