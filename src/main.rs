@@ -28,6 +28,7 @@ USAGE:
       commas, or a .y4m file; - reads YUV4MPEG2 from stdin.
   edgesieve run --input FRAMES|- --spool DIR [--config FILE] [MODEL OPTIONS]
       The main job: scores every frame, keeps the valuable few in the spool, prints a summary.
+      FRAMES as for detect; raw NV12/I420/RGB24 frames with [input] format, width, height.
   edgesieve upload --spool DIR --config FILE [--once] [--model FILE]
       Uploads the spool's entries to the labeling backend of the config's [upload] section,
       highest value first, exactly once, until stopped; --once: until the spool is empty (exit 0),

@@ -321,9 +321,8 @@ fn to_rgb8(src: &[u8], channels: usize, wide: bool, dst: &mut [u8]) {
 mod tests {
     use super::*;
     use crate::source::open;
-    use crate::source::tests::TempDir;
+    use crate::source::tests::{png, TempDir};
     use image::codecs::jpeg::JpegEncoder;
-    use image::codecs::png::PngEncoder;
     use image::{ExtendedColorType, ImageEncoder};
 
     /// The default input settings, but accepting images of any size (the fixtures are tiny).
@@ -333,14 +332,6 @@ mod tests {
             min_height: 1,
             ..InputConfig::default()
         }
-    }
-
-    fn png(w: u32, h: u32, data: &[u8], ct: ExtendedColorType) -> Vec<u8> {
-        let mut out = Vec::new();
-        PngEncoder::new(&mut out)
-            .write_image(data, w, h, ct)
-            .unwrap();
-        out
     }
 
     #[test]

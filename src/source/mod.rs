@@ -1,16 +1,18 @@
-//! Frame source stage: turns a folder of JPEG/PNG images or a YUV4MPEG2 stream
-//! (file or stdin) into RGB8 frames, one at a time, reusing all buffers.
+//! Frame source stage: turns a folder of JPEG/PNG images, a YUV4MPEG2 stream or a stream of
+//! header-less raw frames (NV12, I420 or RGB24 of the size in `[input]`; a file, a FIFO, a
+//! device or stdin) into RGB8 frames, one at a time, reusing all buffers.
 //!
 //! Steady state allocates nothing where this module controls it: file bytes, the
-//! decoded picture, conversion scratch and y4m plane data all live in buffers that
+//! decoded picture, conversion scratch and stream plane data all live in buffers that
 //! grow to the largest frame seen and are then reused. (The `image` JPEG decoder
 //! copies its input internally; that copy is outside our control.)
 //!
 //! This file holds what every source shares: [`Frame`], the [`FrameSource`] trait,
-//! [`InputConfig`], [`SourceError`], and the spec dispatch [`open`] / [`open_with`]. The
-//! sources themselves, in data-flow order: `images.rs` (a folder, a list of image files or one
-//! file, and their JPEG/PNG decoding), `y4m.rs` (the YUV4MPEG2 header parser and stream
-//! source), and `yuv.rs` (the YUV to RGB conversion maths the stream source uses).
+//! [`InputConfig`] with [`InputFormat`], [`SourceError`], and the spec dispatch [`open`] /
+//! [`open_with`]. The sources themselves, in data-flow order: `images.rs` (a folder, a list of
+//! image files or one file, and their JPEG/PNG decoding), `y4m.rs` (the stream source: the
+//! YUV4MPEG2 header parser, and the frame reader shared by y4m and raw streams), and `yuv.rs`
+//! (the YUV to RGB conversion maths the stream source uses).
 
 use std::fmt;
 use std::fs::{self, File};
@@ -33,14 +35,14 @@ mod y4m;
 mod yuv;
 
 use images::Folder;
-use y4m::Y4m;
+use y4m::Stream;
 
 /// One decoded frame, RGB8 interleaved, reused from frame to frame (buffers grow, never shrink).
 #[derive(Clone, Default)]
 pub struct Frame {
     /// Counts from 0 over every frame attempted, failed ones included.
     pub index: u64,
-    /// File name for a folder ("000123.jpg"), `<source>#<n>` for a y4m stream ("stdin#17").
+    /// File name for a folder ("000123.jpg"), `<source>#<n>` for a stream ("stdin#17").
     pub name: String,
     /// Stream time of the frame in milliseconds since the first frame of its source (from the
     /// stream's own rate when it states one, else [`InputConfig::fps`]).
@@ -93,7 +95,8 @@ impl fmt::Debug for Frame {
 pub enum SourceError {
     /// The source could not be opened (missing path, unreadable file or directory).
     Open { spec: String, source: io::Error },
-    /// The spec is not "-", a directory or a .y4m file, or the directory holds no images.
+    /// The spec is not "-", a directory or a .y4m file, or the directory holds no images; or
+    /// the raw frame layout of the [`InputConfig`] is invalid (the reason names the key).
     Unsupported { spec: String, reason: String },
     /// One image file of a folder could not be read. Not fatal.
     ImageIo {
@@ -112,13 +115,14 @@ pub enum SourceError {
         source_name: String,
         message: String,
     },
-    /// Reading the YUV4MPEG2 stream failed.
+    /// Reading a stream (y4m or raw) failed.
     StreamIo {
         source_name: String,
         frame: u64,
         source: io::Error,
     },
-    /// The YUV4MPEG2 stream ended inside a frame (inside its FRAME line or its planes).
+    /// A stream ended inside a frame (inside a y4m FRAME line, or inside the pixel data of a
+    /// y4m or raw frame).
     Truncated {
         source_name: String,
         frame: u64,
@@ -182,7 +186,7 @@ impl fmt::Display for SourceError {
                 source,
             } => write!(
                 f,
-                "y4m {source_name}: read error in frame {frame} ({source_name}#{frame}): {source}"
+                "stream {source_name}: read error in frame {frame} ({source_name}#{frame}): {source}"
             ),
             SourceError::Truncated {
                 source_name,
@@ -192,7 +196,7 @@ impl fmt::Display for SourceError {
                 found,
             } => write!(
                 f,
-                "y4m {source_name}: stream truncated in frame {frame} ({source_name}#{frame}): \
+                "stream {source_name}: truncated in frame {frame} ({source_name}#{frame}): \
                  {what} needs {expected} bytes, found only {found}"
             ),
             SourceError::BadFrameLine {
@@ -218,7 +222,7 @@ impl std::error::Error for SourceError {
     }
 }
 
-/// Where frames come from: a folder or list of image files, a YUV4MPEG2 stream, a camera.
+/// Where frames come from: a folder or list of image files, a YUV4MPEG2 or raw stream, a camera.
 ///
 /// A source decodes one frame at a time into a caller-owned [`Frame`] whose buffers it reuses,
 /// and stamps it with its stream time. A new kind of input is a new type implementing this
@@ -229,7 +233,8 @@ pub trait FrameSource: Send {
     /// after a fatal one the source is finished (the next call returns None).
     fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>>;
 
-    /// One line for logs, e.g. "folder ../x (2289 images)" / "y4m stdin 640x360 30000:1001 C420jpeg limited".
+    /// One line for logs, e.g. "folder ../x (2289 images)" / "y4m stdin 640x360 30000:1001
+    /// C420jpeg limited" / "raw stdin 640x360 nv12 limited @15fps".
     fn describe(&self) -> String;
 
     /// Number of frames when known in advance (a folder); None for a stream.
@@ -265,15 +270,16 @@ pub trait FrameSource: Send {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputConfig {
-    /// Frame rate of image files (a folder, a list, one file) for their stream time: frame `i`
-    /// is at `i * 1000 / fps` ms. A y4m stream uses the rate in its header (this one when it
-    /// has none).
+    /// Frame rate of image files (a folder, a list, one file) and raw streams for their stream
+    /// time: frame `i` is at `i * 1000 / fps` ms. A y4m stream uses the rate in its header
+    /// (this one when it has none).
     pub fps: f64,
     /// Timestamp of the first frame, ms since the Unix epoch; 0 = the time the run starts.
     pub start_ms: u64,
     /// Largest frame accepted, in pixels (width * height); default 7680 * 4320 (8K). An image
     /// over it is skipped (and counted as failed) before its pixels are allocated; a y4m stream
-    /// whose header is over it is refused. Bounds the memory one small, hostile file can take.
+    /// whose header is over it, or a raw `width` * `height` over it, is refused. Bounds the
+    /// memory one small, hostile file can take.
     pub max_pixels: u64,
     /// Narrowest image file accepted, in pixels; a narrower one is skipped (counted as failed).
     /// Keeps degenerate frames (a 1x1 placeholder) out of the selection.
@@ -287,11 +293,65 @@ pub struct InputConfig {
     /// Camera-fault check: a frame identical to the previous one (a frozen camera repeating
     /// its last frame) is counted but not selected from; false switches the check off.
     pub skip_frozen: bool,
-    /// A y4m stream on stdin or a FIFO is a live camera: read on its own thread as fast as it
-    /// comes, each frame stamped with the wall time it was read, and when the detector is busy
-    /// the loop takes the newest frame and older ones are dropped (counted). false (default):
-    /// a recording, every frame processed in stream time, the writer waits for the loop.
+    /// A stream (y4m or raw) on stdin or a FIFO is a live camera: read on its own thread as fast
+    /// as it comes, each frame stamped with the wall time it was read, and when the detector is
+    /// busy the loop takes the newest frame and older ones are dropped (counted). false
+    /// (default): a recording, every frame processed in stream time, the writer waits for the
+    /// loop.
     pub live: bool,
+    /// How streams are read: "y4m" (default: YUV4MPEG2 from `-`, a FIFO, a character device or
+    /// a .y4m file, size and format from its header), or raw frames back to back with no
+    /// header, of `width` x `height`: "nv12" (Y plane, then interleaved U/V at half size),
+    /// "i420" (Y, U, V planes, as y4m C420) or "rgb24" (RGB bytes). With a raw format `-`,
+    /// FIFOs, devices and every file that is not a directory or an image are read as raw
+    /// frames, stamped at `fps` (or with the wall clock when `live`).
+    pub format: InputFormat,
+    /// Frame width in pixels of a raw stream (`format` other than "y4m"), which must set it
+    /// (1..=16384); ignored for y4m.
+    pub width: u32,
+    /// Frame height in pixels of a raw stream, which must set it (1..=16384); ignored for y4m.
+    pub height: u32,
+    /// YUV range of a raw nv12 / i420 stream: false (default) = limited ("TV", Y 16..235), true
+    /// = full ("PC"/JPEG, 0..255). A y4m stream says its range in its header; rgb24 has none.
+    pub full_range: bool,
+}
+
+/// `input.format`: see [`InputConfig::format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// YUV4MPEG2: a header line, then each frame after a FRAME line.
+    #[default]
+    Y4m,
+    /// Raw NV12: the Y plane (w*h), then ceil(w/2)*ceil(h/2) interleaved U,V pairs.
+    Nv12,
+    /// Raw I420: the Y plane, then the U and V planes (ceil(w/2)*ceil(h/2) each).
+    I420,
+    /// Raw RGB24: w*h*3 bytes, row-major R, G, B.
+    Rgb24,
+}
+
+impl InputFormat {
+    /// True for the header-less formats, whose size comes from `input.width` / `input.height`.
+    pub fn is_raw(self) -> bool {
+        self != InputFormat::Y4m
+    }
+
+    /// The config spelling ("nv12").
+    pub fn name(self) -> &'static str {
+        match self {
+            InputFormat::Y4m => "y4m",
+            InputFormat::Nv12 => "nv12",
+            InputFormat::I420 => "i420",
+            InputFormat::Rgb24 => "rgb24",
+        }
+    }
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Default for InputConfig {
@@ -305,6 +365,10 @@ impl Default for InputConfig {
             uniform_stddev: 2.0,
             skip_frozen: true,
             live: false,
+            format: InputFormat::Y4m,
+            width: 0,
+            height: 0,
+            full_range: false,
         }
     }
 }
@@ -326,6 +390,30 @@ impl InputConfig {
                 "uniform_stddev",
                 format!("must be 0 (off) or positive, got {}", self.uniform_stddev),
             ));
+        }
+        if self.format.is_raw() {
+            for (key, value) in [("width", self.width), ("height", self.height)] {
+                if !(1..=MAX_DIMENSION).contains(&value) {
+                    return Err(KeyError::new(
+                        key,
+                        format!(
+                            "must be set (1..={MAX_DIMENSION}) when input.format is \"{}\", \
+                             got {value}",
+                            self.format
+                        ),
+                    ));
+                }
+            }
+            let pixels = u64::from(self.width) * u64::from(self.height);
+            if pixels > self.max_pixels {
+                return Err(KeyError::new(
+                    "max_pixels",
+                    format!(
+                        "raw frames of {}x{} = {pixels} pixels are over the limit of {}",
+                        self.width, self.height, self.max_pixels
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -353,6 +441,10 @@ impl Default for FaultChecks {
     }
 }
 
+/// Largest frame width or height of a stream (a y4m header, a raw stream's `input.width` /
+/// `input.height`).
+pub const MAX_DIMENSION: u32 = 16384;
+
 /// Default of [`InputConfig::max_pixels`]: 7680 * 4320 (8K UHD).
 pub const DEFAULT_MAX_PIXELS: u64 = 7680 * 4320;
 
@@ -371,13 +463,16 @@ pub fn open(spec: &str) -> Result<Box<dyn FrameSource>, SourceError> {
 /// character device = a YUV4MPEG2 stream; a single .jpg/.jpeg/.png file = that one frame;
 /// several image files separated by commas = those frames, in the order given.
 ///
+/// With a raw `options.format` (nv12, i420, rgb24) "-", FIFOs, character devices and every
+/// other file that is not an image (.y4m included) are streams of raw frames instead.
+///
 /// Stdin, FIFOs and devices are read on a background thread ([`threaded::Prefetch`], or
 /// [`latest::Latest`] for a live camera, `input.live`), so a stream that stops sending does not
 /// keep a shutdown from being honoured.
 pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSource>, SourceError> {
     if spec == "-" {
-        let y4m = Y4m::open("stdin", Box::new(io::stdin()), options)?;
-        return Ok(stream_source(Box::new(y4m), options));
+        let stream = Stream::open("stdin", Box::new(io::stdin()), options)?;
+        return Ok(stream_source(Box::new(stream), options));
     }
     let path = Path::new(spec);
     if spec.contains(',') && !path.exists() {
@@ -393,7 +488,13 @@ pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSourc
     }
     let kind = meta.file_type();
     let stream = kind.is_fifo() || kind.is_char_device();
-    if stream || has_extension(path, &["y4m"]) {
+    let image = has_extension(path, IMAGE_EXTENSIONS);
+    let stream_file = if options.format.is_raw() {
+        !image
+    } else {
+        has_extension(path, &["y4m"])
+    };
+    if stream || stream_file {
         let file = File::open(path).map_err(|source| SourceError::Open {
             spec: spec.to_string(),
             source,
@@ -401,13 +502,13 @@ pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSourc
         let name = path
             .file_name()
             .map_or_else(|| spec.to_string(), |n| n.to_string_lossy().into_owned());
-        let y4m = Y4m::open(&name, Box::new(file), options)?;
+        let source = Stream::open(&name, Box::new(file), options)?;
         if stream {
-            return Ok(stream_source(Box::new(y4m), options));
+            return Ok(stream_source(Box::new(source), options));
         }
-        return Ok(Box::new(y4m));
+        return Ok(Box::new(source));
     }
-    if has_extension(path, IMAGE_EXTENSIONS) {
+    if image {
         return Ok(Box::new(Folder::from_files(
             spec,
             std::iter::once(path.to_path_buf()),
@@ -417,7 +518,8 @@ pub fn open_with(spec: &str, options: &InputConfig) -> Result<Box<dyn FrameSourc
     Err(SourceError::Unsupported {
         spec: spec.to_string(),
         reason: "expected '-' (y4m on stdin), a directory of .jpg/.jpeg/.png images, a .y4m \
-                 file or FIFO, an image file, or image files separated by commas"
+                 file or FIFO, an image file, or image files separated by commas (or set \
+                 input.format for raw frames)"
             .to_string(),
     })
 }
@@ -458,6 +560,136 @@ mod tests {
     }
 
     pub(super) use crate::util::testing::TempDir;
+
+    /// A PNG file's bytes.
+    pub(super) fn png(w: u32, h: u32, data: &[u8], ct: image::ExtendedColorType) -> Vec<u8> {
+        use image::ImageEncoder;
+        let mut out = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut out)
+            .write_image(data, w, h, ct)
+            .unwrap();
+        out
+    }
+
+    fn raw(format: InputFormat, width: u32, height: u32) -> InputConfig {
+        InputConfig {
+            format,
+            width,
+            height,
+            ..InputConfig::default()
+        }
+    }
+
+    #[test]
+    fn raw_layout_validation_names_the_key() {
+        assert_eq!(InputConfig::default().validate(), Ok(()));
+        assert_eq!(raw(InputFormat::Nv12, 640, 360).validate(), Ok(()));
+        // Width and height are ignored for y4m.
+        assert_eq!(raw(InputFormat::Y4m, 0, 99_999).validate(), Ok(()));
+        for (format, w, h, key, wanted) in [
+            (
+                InputFormat::Nv12,
+                0,
+                360,
+                "width",
+                "must be set (1..=16384) when input.format is \"nv12\", got 0",
+            ),
+            (
+                InputFormat::I420,
+                640,
+                0,
+                "height",
+                "must be set (1..=16384) when input.format is \"i420\", got 0",
+            ),
+            (InputFormat::Rgb24, 16385, 8, "width", "got 16385"),
+            (
+                InputFormat::Nv12,
+                8000,
+                8000,
+                "max_pixels",
+                "8000x8000 = 64000000 pixels are over the limit of 33177600",
+            ),
+        ] {
+            let e = raw(format, w, h).validate().unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.message.contains(wanted), "{e}");
+        }
+
+        // Through the config file: dotted keys, the format spelled in lower case.
+        use crate::config::{Config, ConfigError};
+        for (text, key) in [
+            ("[input]\nformat = \"nv12\"\n", "input.width"),
+            ("[input]\nformat = \"i420\"\nwidth = 64\n", "input.height"),
+            ("[input]\nformat = \"yuyv\"\n", "input.format"),
+            ("[input]\nformat = \"NV12\"\n", "input.format"),
+            (
+                "[input]\nformat = \"rgb24\"\nwidth = 64\nheight = 64\nmax_pixels = 100\n",
+                "input.max_pixels",
+            ),
+        ] {
+            match Config::parse(text) {
+                Err(ConfigError::Invalid { error, .. }) => assert_eq!(error.key, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let c = Config::parse("[input]\nformat = \"rgb24\"\nwidth = 3\nheight = 2\n").unwrap();
+        assert_eq!(c.input.format, InputFormat::Rgb24);
+        assert!(!c.input.full_range);
+        assert!(Config::default().to_toml().contains("\nformat = \"y4m\"\n"));
+    }
+
+    #[test]
+    fn a_raw_format_reads_every_stream_spec_as_raw_frames_and_leaves_images_alone() {
+        let dir = TempDir::new("open-raw");
+        let options = InputConfig {
+            min_width: 1,
+            min_height: 1,
+            ..raw(InputFormat::Rgb24, 2, 1)
+        };
+        // A .y4m name and any other file name: raw RGB24 frames (here two).
+        for name in ["cam.y4m", "cam.bin", "cam"] {
+            let p = dir.0.join(name);
+            fs::write(&p, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]).unwrap();
+            let mut src = open_with(p.to_str().unwrap(), &options).unwrap();
+            assert_eq!(src.describe(), format!("raw {name} 2x1 rgb24 @15fps"));
+            assert_eq!(src.frame_size(), Some((2, 1)));
+            let mut f = Frame::new();
+            src.next_frame(&mut f).unwrap().unwrap();
+            assert_eq!(f.rgb, [1, 2, 3, 4, 5, 6]);
+            src.next_frame(&mut f).unwrap().unwrap();
+            assert_eq!((f.name.as_str(), f.time_ms), (&*format!("{name}#1"), 66));
+            assert_eq!(f.rgb, [7, 8, 9, 10, 11, 12]);
+            assert!(src.next_frame(&mut f).is_none());
+        }
+        // An image file, a folder and a list are still images.
+        let img = dir.0.join("a.png");
+        let rgb = [9, 8, 7, 6, 5, 4, 3, 2, 1];
+        fs::write(&img, png(3, 1, &rgb, image::ExtendedColorType::Rgb8)).unwrap();
+        for spec in [
+            img.to_str().unwrap().to_string(),
+            format!("{},{}", img.display(), img.display()),
+        ] {
+            let mut src = open_with(&spec, &options).unwrap();
+            let mut f = Frame::new();
+            src.next_frame(&mut f).unwrap().unwrap();
+            assert_eq!((f.width, f.rgb.as_slice()), (3, &rgb[..]), "{spec}");
+        }
+        let images = dir.0.join("images");
+        fs::create_dir(&images).unwrap();
+        fs::copy(&img, images.join("b.png")).unwrap();
+        let src = open_with(images.to_str().unwrap(), &options).unwrap();
+        assert_eq!(src.len_hint(), Some(1));
+
+        // A raw format without a size is refused when opening, naming the key.
+        let e = open_with(
+            dir.0.join("cam").to_str().unwrap(),
+            &raw(InputFormat::Nv12, 0, 0),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(e, SourceError::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains("input.width: must be set"), "{e}");
+    }
 
     #[test]
     fn open_errors() {

@@ -1,17 +1,22 @@
-//! YUV4MPEG2 stream source (a .y4m file or stdin): the header parser (`W`/`H`/`F`/`C`/
-//! `XCOLORRANGE` tags; 8 bit 4:2:0, 4:4:4 and mono), the FRAME-by-FRAME reader, and the `Y4m`
-//! [`FrameSource`] that hands each frame's planes to the YUV to RGB conversion in `yuv.rs`.
+//! The stream source ([`Stream`], a file, FIFO, device or stdin) in its two framings: YUV4MPEG2
+//! (the header parser: `W`/`H`/`F`/`C`/`XCOLORRANGE` tags, 8 bit 4:2:0, 4:4:4 and mono; a FRAME
+//! line before each frame) and raw (header-less frames back to back, NV12 / I420 / RGB24 of the
+//! size in `[input]`). One frame reader for both (truncation errors, reused buffers), handing
+//! each frame's planes to the YUV to RGB conversion in `yuv.rs`.
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read};
 
-use super::yuv::{convert_420, convert_444, convert_mono, Coeffs, Planes420, Upsample};
-use super::{FaultChecks, Frame, FrameSource, InputConfig, SourceError};
+use super::yuv::{
+    convert_420, convert_444, convert_mono, deinterleave, Coeffs, Planes420, Upsample,
+};
+use super::{
+    FaultChecks, Frame, FrameSource, InputConfig, InputFormat, SourceError,
+    MAX_DIMENSION as MAX_DIM,
+};
 
 /// Longest header or FRAME line accepted in a YUV4MPEG2 stream.
 const MAX_LINE: usize = 4096;
-/// Largest width or height accepted in a YUV4MPEG2 header.
-const MAX_DIM: u32 = 16384;
 /// Buffer size of the stream reader.
 const READ_BUF: usize = 1 << 16;
 
@@ -23,29 +28,65 @@ enum Chroma {
     Yuv444,
     /// Y plane only.
     Mono,
+    /// Raw NV12 only: the Y plane, then ceil(w/2)*ceil(h/2) interleaved U,V pairs.
+    Nv12,
+    /// Raw RGB24 only: w*h*3 bytes, already RGB.
+    Rgb24,
 }
 
+impl Chroma {
+    /// What a frame's bytes are, for a truncation error.
+    fn what(self) -> &'static str {
+        match self {
+            Chroma::Yuv420 | Chroma::Yuv444 => "Y/U/V planes",
+            Chroma::Mono => "Y plane",
+            Chroma::Nv12 => "Y/UV planes",
+            Chroma::Rgb24 => "RGB pixels",
+        }
+    }
+}
+
+/// The frames of a stream: from its YUV4MPEG2 header, or from `[input]` for a raw stream.
 #[derive(Debug, Clone)]
-struct Y4mHeader {
+struct Layout {
     width: u32,
     height: u32,
+    /// The y4m header's frame rate; None when it has none, and for a raw stream.
     fps: Option<(u32, u32)>,
     chroma: Chroma,
-    /// The C tag as written (without the C), "420jpeg" when absent.
+    /// The pixel format as named: the y4m C tag without the C ("420jpeg" when absent), or the
+    /// `input.format` of a raw stream ("nv12").
     colour_tag: String,
     full_range: bool,
 }
 
-impl Y4mHeader {
-    /// Bytes of plane data per frame (Y, then U, then V).
+impl Layout {
+    /// The layout of a raw stream, from `options` (which must pass [`InputConfig::validate`]).
+    fn raw(options: &InputConfig) -> Layout {
+        let chroma = match options.format {
+            InputFormat::Nv12 => Chroma::Nv12,
+            InputFormat::Rgb24 => Chroma::Rgb24,
+            InputFormat::I420 | InputFormat::Y4m => Chroma::Yuv420,
+        };
+        Layout {
+            width: options.width,
+            height: options.height,
+            fps: None,
+            chroma,
+            colour_tag: options.format.name().to_string(),
+            full_range: options.full_range,
+        }
+    }
+
+    /// Bytes of pixel data per frame (Y, then U, then V; Y then UV; or RGB).
     fn frame_bytes(&self) -> Option<usize> {
         let w = self.width as usize;
         let h = self.height as usize;
         let luma = w.checked_mul(h)?;
         match self.chroma {
             Chroma::Mono => Some(luma),
-            Chroma::Yuv444 => luma.checked_mul(3),
-            Chroma::Yuv420 => {
+            Chroma::Yuv444 | Chroma::Rgb24 => luma.checked_mul(3),
+            Chroma::Yuv420 | Chroma::Nv12 => {
                 let c = w.div_ceil(2).checked_mul(h.div_ceil(2))?;
                 luma.checked_add(c.checked_mul(2)?)
             }
@@ -54,7 +95,7 @@ impl Y4mHeader {
 }
 
 /// Parses a YUV4MPEG2 header line (with or without its trailing newline).
-fn parse_header(line: &[u8]) -> Result<Y4mHeader, String> {
+fn parse_header(line: &[u8]) -> Result<Layout, String> {
     let text = std::str::from_utf8(line)
         .map_err(|_| "header is not ASCII text".to_string())?
         .trim_end_matches(['\n', '\r']);
@@ -117,7 +158,7 @@ fn parse_header(line: &[u8]) -> Result<Y4mHeader, String> {
     }
     let width = width.ok_or("missing width tag W")?;
     let height = height.ok_or("missing height tag H")?;
-    Ok(Y4mHeader {
+    Ok(Layout {
         width,
         height,
         fps,
@@ -156,49 +197,63 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-pub(super) struct Y4m {
+/// A stream of frames: YUV4MPEG2 (`framed`: a header, a FRAME line before each frame) or raw
+/// (frames back to back, layout from `[input]`).
+pub(super) struct Stream {
     name: String,
     reader: BufReader<Box<dyn Read + Send>>,
-    header: Y4mHeader,
+    layout: Layout,
+    /// YUV4MPEG2: each frame starts with a FRAME line. False for a raw stream.
+    framed: bool,
     frame_bytes: usize,
     coeffs: Coeffs,
     /// FRAME line, reused.
     line: Vec<u8>,
     /// Plane data of one frame, reused.
     data: Vec<u8>,
+    /// U then V planes of an NV12 frame, deinterleaved, reused.
+    planar_uv: Vec<u8>,
     /// 4:2:0 upsampling buffers, reused.
     upsample: Upsample,
     next_index: u64,
-    /// Frame rate for stream time: the header's, else [`InputConfig::fps`].
+    /// Frame rate for stream time: the y4m header's, else [`InputConfig::fps`].
     fps: f64,
     checks: FaultChecks,
     done: bool,
 }
 
-impl FrameSource for Y4m {
+impl FrameSource for Stream {
     fn next_frame(&mut self, frame: &mut Frame) -> Option<Result<(), SourceError>> {
         self.read_next(frame)
     }
 
     fn describe(&self) -> String {
-        let h = &self.header;
+        let h = &self.layout;
+        let range = if h.full_range { "full" } else { "limited" };
+        if !self.framed {
+            // RGB has no YUV range.
+            let range = if h.chroma == Chroma::Rgb24 {
+                String::new()
+            } else {
+                format!(" {range}")
+            };
+            return format!(
+                "raw {} {}x{} {}{range} @{}fps",
+                self.name, h.width, h.height, h.colour_tag, self.fps
+            );
+        }
         let fps = match h.fps {
             Some((n, d)) => format!("{n}:{d}"),
             None => "?fps".to_string(),
         };
         format!(
-            "y4m {} {}x{} {} C{} {}",
-            self.name,
-            h.width,
-            h.height,
-            fps,
-            h.colour_tag,
-            if h.full_range { "full" } else { "limited" }
+            "y4m {} {}x{} {} C{} {range}",
+            self.name, h.width, h.height, fps, h.colour_tag,
         )
     }
 
     fn frame_size(&self) -> Option<(u32, u32)> {
-        Some((self.header.width, self.header.height))
+        Some((self.layout.width, self.layout.height))
     }
 
     fn fault_checks(&self) -> FaultChecks {
@@ -206,17 +261,41 @@ impl FrameSource for Y4m {
     }
 }
 
-impl Y4m {
+impl Stream {
+    /// Opens `reader` as the stream `options.format` says: YUV4MPEG2 (its header read here) or
+    /// raw frames of `options.width` x `options.height`.
     pub(super) fn open(
         name: &str,
         reader: Box<dyn Read + Send>,
         options: &InputConfig,
-    ) -> Result<Y4m, SourceError> {
+    ) -> Result<Stream, SourceError> {
+        let reader = BufReader::with_capacity(READ_BUF, reader);
+        if options.format.is_raw() {
+            options.validate().map_err(|e| SourceError::Unsupported {
+                spec: name.to_string(),
+                reason: e.within("input").to_string(),
+            })?;
+            return Self::new(
+                name,
+                reader,
+                Layout::raw(options),
+                false,
+                Vec::new(),
+                options,
+            );
+        }
+        Self::open_y4m(name, reader, options)
+    }
+
+    fn open_y4m(
+        name: &str,
+        mut reader: BufReader<Box<dyn Read + Send>>,
+        options: &InputConfig,
+    ) -> Result<Stream, SourceError> {
         let header_err = |message: String| SourceError::Header {
             source_name: name.to_string(),
             message,
         };
-        let mut reader = BufReader::with_capacity(READ_BUF, reader);
         let mut line = Vec::new();
         let (n, complete) = read_line(&mut reader, &mut line)
             .map_err(|e| header_err(format!("cannot read header: {e}")))?;
@@ -240,28 +319,42 @@ impl Y4m {
                 header.width, header.height, options.max_pixels
             )));
         }
-        let frame_bytes = header
-            .frame_bytes()
-            .ok_or_else(|| header_err("frame size overflows".into()))?;
-        let coeffs = if header.full_range {
+        Self::new(name, reader, header, true, line, options)
+    }
+
+    fn new(
+        name: &str,
+        reader: BufReader<Box<dyn Read + Send>>,
+        layout: Layout,
+        framed: bool,
+        line: Vec<u8>,
+        options: &InputConfig,
+    ) -> Result<Stream, SourceError> {
+        let frame_bytes = layout.frame_bytes().ok_or_else(|| SourceError::Header {
+            source_name: name.to_string(),
+            message: "frame size overflows".into(),
+        })?;
+        let coeffs = if layout.full_range {
             Coeffs::FULL
         } else {
             Coeffs::LIMITED
         };
-        let fps = match header.fps {
+        let fps = match layout.fps {
             Some((n, d)) if n > 0 && d > 0 => f64::from(n) / f64::from(d),
             _ => options.fps,
         };
-        Ok(Y4m {
+        Ok(Stream {
             fps,
             next_index: 0,
             name: name.to_string(),
             reader,
-            header,
+            layout,
+            framed,
             frame_bytes,
             coeffs,
             line,
             data: Vec::new(),
+            planar_uv: Vec::new(),
             upsample: Upsample::default(),
             checks: options.fault_checks(),
             done: false,
@@ -297,9 +390,37 @@ impl Y4m {
         }
     }
 
-    /// Reads the FRAME line and the planes of frame `index` into `self.data`.
-    /// Ok(false) at a clean end of stream.
+    /// Reads frame `index` (its FRAME line when framed, then its pixel data) into `self.data`.
+    /// Ok(false) at a clean end of stream (before a FRAME line, or between raw frames).
     fn read_frame(&mut self, index: u64) -> Result<bool, SourceError> {
+        if self.framed && !self.read_frame_line(index)? {
+            return Ok(false);
+        }
+        self.data.resize(self.frame_bytes, 0);
+        let got = read_full(&mut self.reader, &mut self.data).map_err(|source| {
+            SourceError::StreamIo {
+                source_name: self.name.clone(),
+                frame: index,
+                source,
+            }
+        })?;
+        if got == 0 && !self.framed {
+            return Ok(false);
+        }
+        if got < self.frame_bytes {
+            return Err(SourceError::Truncated {
+                source_name: self.name.clone(),
+                frame: index,
+                what: self.layout.chroma.what(),
+                expected: self.frame_bytes,
+                found: got,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Reads the FRAME line of frame `index`; Ok(false) at a clean end of stream.
+    fn read_frame_line(&mut self, index: u64) -> Result<bool, SourceError> {
         let io_err = |source| SourceError::StreamIo {
             source_name: self.name.clone(),
             frame: index,
@@ -330,28 +451,11 @@ impl Y4m {
                 found: String::from_utf8_lossy(shown).into_owned(),
             });
         }
-        self.data.resize(self.frame_bytes, 0);
-        let got = read_full(&mut self.reader, &mut self.data).map_err(|source| {
-            SourceError::StreamIo {
-                source_name: self.name.clone(),
-                frame: index,
-                source,
-            }
-        })?;
-        if got < self.frame_bytes {
-            return Err(SourceError::Truncated {
-                source_name: self.name.clone(),
-                frame: index,
-                what: "Y/U/V planes",
-                expected: self.frame_bytes,
-                found: got,
-            });
-        }
         Ok(true)
     }
 
     fn convert(&mut self, frame: &mut Frame) {
-        let h = &self.header;
+        let h = &self.layout;
         let (w, ht) = (h.width as usize, h.height as usize);
         let luma = w * ht;
         frame.width = h.width;
@@ -366,10 +470,16 @@ impl Y4m {
                 let (u, v) = rest.split_at(luma);
                 convert_444(y, u, v, k, &mut frame.rgb);
             }
-            Chroma::Yuv420 => {
+            Chroma::Rgb24 => frame.rgb.copy_from_slice(&data[..luma * 3]),
+            Chroma::Yuv420 | Chroma::Nv12 => {
                 let c = w.div_ceil(2) * ht.div_ceil(2);
                 let (y, rest) = data.split_at(luma);
-                let (u, v) = rest.split_at(c);
+                let (u, v) = if h.chroma == Chroma::Nv12 {
+                    deinterleave(&rest[..2 * c], &mut self.planar_uv);
+                    self.planar_uv.split_at(c)
+                } else {
+                    rest.split_at(c)
+                };
                 convert_420(
                     Planes420 { y, u, v, w, h: ht },
                     k,
@@ -395,7 +505,7 @@ mod tests {
     use std::io::Cursor;
 
     fn y4m_source(bytes: Vec<u8>) -> Result<Box<dyn FrameSource>, SourceError> {
-        Y4m::open("mem", Box::new(Cursor::new(bytes)), &InputConfig::default())
+        Stream::open("mem", Box::new(Cursor::new(bytes)), &InputConfig::default())
             .map(|y| Box::new(y) as Box<dyn FrameSource>)
     }
 
@@ -488,7 +598,7 @@ mod tests {
             max_pixels: 3,
             ..InputConfig::default()
         };
-        let small = |bytes: Vec<u8>| Y4m::open("mem", Box::new(Cursor::new(bytes)), &options);
+        let small = |bytes: Vec<u8>| Stream::open("mem", Box::new(Cursor::new(bytes)), &options);
         assert!(small(stream("YUV4MPEG2 W2 H2 Cmono", &[vec![16; 4]])).is_err());
         assert!(small(stream("YUV4MPEG2 W3 H1 Cmono", &[vec![16; 3]])).is_ok());
     }
@@ -695,6 +805,229 @@ mod tests {
         src.next_frame(&mut f).unwrap().unwrap();
         let e = src.next_frame(&mut f).unwrap().unwrap_err();
         assert!(e.is_fatal() && e.to_string().contains("JUNK"), "{e}");
+        assert!(src.next_frame(&mut f).is_none());
+    }
+
+    /// `[input]` for a raw stream of `format` at 10 fps.
+    fn raw_options(format: InputFormat, width: u32, height: u32) -> InputConfig {
+        InputConfig {
+            format,
+            width,
+            height,
+            fps: 10.0,
+            ..InputConfig::default()
+        }
+    }
+
+    fn raw_source(options: &InputConfig, bytes: Vec<u8>) -> Stream {
+        Stream::open("mem", Box::new(Cursor::new(bytes)), options).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Every frame of `src` until its end; panics on an error.
+    fn all_frames(src: &mut dyn FrameSource) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let mut f = Frame::new();
+        while let Some(r) = src.next_frame(&mut f) {
+            r.unwrap_or_else(|e| panic!("{e}"));
+            out.push(f.clone());
+        }
+        out
+    }
+
+    /// One 4:2:0 picture as I420 (= y4m C420 plane data) and as NV12.
+    fn i420_and_nv12(y: &[u8], u: &[u8], v: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let uv: Vec<u8> = u.iter().zip(v).flat_map(|(&u, &v)| [u, v]).collect();
+        ([y, u, v].concat(), [y, &uv].concat())
+    }
+
+    #[test]
+    fn raw_nv12_and_i420_known_values() {
+        // 4x2, two 2x2 chroma blocks: left red (BT.601 limited Y=81 U=90 V=240), right white.
+        // Frame 1 swaps them. The outer columns keep their own chroma sample exactly.
+        let (i420_a, nv12_a) = i420_and_nv12(
+            &[81, 81, 235, 235, 81, 81, 235, 235],
+            &[90, 128],
+            &[240, 128],
+        );
+        let (i420_b, nv12_b) = i420_and_nv12(
+            &[235, 235, 81, 81, 235, 235, 81, 81],
+            &[128, 90],
+            &[128, 240],
+        );
+        assert_eq!(nv12_a[8..], [90, 240, 128, 128]);
+        let y4m = stream(
+            "YUV4MPEG2 W4 H2 C420jpeg",
+            &[i420_a.clone(), i420_b.clone()],
+        );
+        let want = all_frames(&mut *y4m_source(y4m).unwrap());
+        for (format, bytes) in [
+            (InputFormat::I420, [i420_a, i420_b].concat()),
+            (InputFormat::Nv12, [nv12_a, nv12_b].concat()),
+        ] {
+            let mut src = raw_source(&raw_options(format, 4, 2), bytes);
+            assert_eq!(
+                src.describe(),
+                format!("raw mem 4x2 {format} limited @10fps")
+            );
+            assert_eq!(src.frame_size(), Some((4, 2)));
+            let got = all_frames(&mut src);
+            assert_eq!(got.len(), 2, "{format}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!((g.width, g.height, g.index), (4, 2, i as u64));
+                assert_eq!(g.name, format!("mem#{i}"));
+                assert_eq!(g.time_ms, 100 * i as u64, "frame i at i * 1000 / fps");
+                assert_eq!(g.rgb, w.rgb, "{format} frame {i} differs from y4m C420");
+            }
+            let (a, b) = (&got[0].rgb, &got[1].rgb);
+            assert_close(&a[..3], &[255, 0, 0], 2);
+            assert_eq!(&a[9..12], &[255, 255, 255]);
+            assert_eq!(&b[..3], &[255, 255, 255]);
+            assert_close(&b[9..12], &[255, 0, 0], 2);
+        }
+    }
+
+    #[test]
+    fn raw_nv12_equals_i420_on_odd_sizes_and_full_range() {
+        let mut seed = 777u32;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as u8
+        };
+        for (w, h) in [(1usize, 1usize), (5, 3), (3, 4), (7, 5), (1, 6)] {
+            let c = w.div_ceil(2) * h.div_ceil(2);
+            let y: Vec<u8> = (0..w * h).map(|_| rnd()).collect();
+            let u: Vec<u8> = (0..c).map(|_| rnd()).collect();
+            let v: Vec<u8> = (0..c).map(|_| rnd()).collect();
+            let (i420, nv12) = i420_and_nv12(&y, &u, &v);
+            assert_eq!(i420.len(), w * h + 2 * c);
+            let y4m = stream(
+                &format!("YUV4MPEG2 W{w} H{h} C420 XCOLORRANGE=FULL"),
+                std::slice::from_ref(&i420),
+            );
+            let want = all_frames(&mut *y4m_source(y4m).unwrap());
+            for (format, bytes) in [(InputFormat::I420, i420), (InputFormat::Nv12, nv12)] {
+                let options = InputConfig {
+                    full_range: true,
+                    ..raw_options(format, w as u32, h as u32)
+                };
+                // Two frames back to back: the second starts exactly after the first.
+                let mut src = raw_source(&options, [&bytes[..], &bytes].concat());
+                assert!(
+                    src.describe().ends_with(" full @10fps"),
+                    "{}",
+                    src.describe()
+                );
+                let got = all_frames(&mut src);
+                assert_eq!(got.len(), 2, "{format} {w}x{h}");
+                for g in &got {
+                    assert_eq!(g.rgb, want[0].rgb, "{format} {w}x{h}");
+                }
+            }
+        }
+        // The range: Y=16 is black in limited range, dark grey 16 in full range.
+        let grey = |full_range| {
+            let options = InputConfig {
+                full_range,
+                ..raw_options(InputFormat::Nv12, 1, 1)
+            };
+            all_frames(&mut raw_source(&options, vec![16, 128, 128]))[0]
+                .rgb
+                .clone()
+        };
+        assert_eq!(grey(false), [0, 0, 0]);
+        assert_eq!(grey(true), [16, 16, 16]);
+    }
+
+    #[test]
+    fn raw_rgb24_passes_pixels_through() {
+        let pixels: Vec<u8> = (0..3 * 3 * 2 * 2).map(|i| (i * 7) as u8).collect();
+        let mut src = raw_source(&raw_options(InputFormat::Rgb24, 3, 2), pixels.clone());
+        assert_eq!(src.describe(), "raw mem 3x2 rgb24 @10fps");
+        let got = all_frames(&mut src);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].rgb, pixels[..18]);
+        assert_eq!(got[1].rgb, pixels[18..]);
+        assert_eq!((got[1].width, got[1].height, got[1].time_ms), (3, 2, 100));
+    }
+
+    #[test]
+    fn raw_stream_ending_inside_a_frame_is_fatal_and_an_empty_one_has_no_frames() {
+        // 3x3 NV12: 9 + 2 * 2 * 2 = 17 bytes a frame. One frame and 12 bytes of the next.
+        let mut bytes = vec![128u8; 17 + 12];
+        bytes[..9].fill(235);
+        let mut src = raw_source(&raw_options(InputFormat::Nv12, 3, 3), bytes);
+        let mut f = Frame::new();
+        src.next_frame(&mut f).unwrap().unwrap();
+        assert_eq!(f.rgb, [255; 27]);
+        let e = src.next_frame(&mut f).unwrap().unwrap_err();
+        assert!(e.is_fatal());
+        assert_eq!((f.index, f.name.as_str()), (1, "mem#1"));
+        assert!(
+            matches!(
+                e,
+                SourceError::Truncated {
+                    frame: 1,
+                    what: "Y/UV planes",
+                    expected: 17,
+                    found: 12,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("mem#1") && msg.contains("17") && msg.contains("12"),
+            "{msg}"
+        );
+        assert!(src.next_frame(&mut f).is_none());
+
+        // Cut inside the first frame of an RGB24 stream.
+        let mut src = raw_source(&raw_options(InputFormat::Rgb24, 2, 2), vec![0; 5]);
+        let e = src.next_frame(&mut f).unwrap().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SourceError::Truncated {
+                    frame: 0,
+                    expected: 12,
+                    found: 5,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+
+        // Nothing at all: a stream with no frames, not an error.
+        let mut src = raw_source(&raw_options(InputFormat::I420, 2, 2), Vec::new());
+        assert!(src.next_frame(&mut f).is_none());
+    }
+
+    #[test]
+    fn raw_frames_reuse_their_buffers() {
+        // Four 6x4 NV12 frames: after the first, no buffer of the source or the frame moves.
+        let frame_bytes = 24 + 2 * 3 * 2;
+        let bytes: Vec<u8> = (0..4 * frame_bytes).map(|i| (i * 31 % 251) as u8).collect();
+        let mut src = raw_source(&raw_options(InputFormat::Nv12, 6, 4), bytes);
+        let mut f = Frame::new();
+        src.next_frame(&mut f).unwrap().unwrap();
+        let buffers = |src: &Stream, f: &Frame| {
+            (
+                src.data.as_ptr(),
+                src.planar_uv.as_ptr(),
+                f.rgb.as_ptr(),
+                f.name.as_ptr(),
+            )
+        };
+        let first = buffers(&src, &f);
+        assert_eq!(src.planar_uv.len(), 12);
+        let mut previous = f.rgb.clone();
+        for i in 1..4 {
+            src.next_frame(&mut f).unwrap().unwrap();
+            assert_eq!(buffers(&src, &f), first, "frame {i} reallocated");
+            assert_ne!(f.rgb, previous, "frame {i} was not decoded");
+            previous.clone_from(&f.rgb);
+        }
         assert!(src.next_frame(&mut f).is_none());
     }
 }

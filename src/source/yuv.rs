@@ -1,9 +1,10 @@
-//! YUV to RGB8 conversion maths of the YUV4MPEG2 source: BT.601 coefficients in 16.16 fixed
-//! point for limited and full range (`Coeffs`), mono / 4:4:4 / 4:2:0 plane converters, and
-//! the 4:2:0 chroma upsampler (triangle filter, `Upsample` buffers reused from frame to frame).
+//! YUV to RGB8 conversion maths of the stream source (y4m and raw): BT.601 coefficients in
+//! 16.16 fixed point for limited and full range (`Coeffs`), mono / 4:4:4 / 4:2:0 plane
+//! converters, the 4:2:0 chroma upsampler (triangle filter, `Upsample` buffers reused from frame
+//! to frame), and the NV12 chroma deinterleaver that feeds it.
 //!
-//! Tested end to end through the stream source, in `y4m.rs`: known BT.601 values, mono, and the
-//! 4:2:0 upsampling against a naive per-pixel reference on odd sizes.
+//! Tested end to end through the stream source, in `y4m.rs`: known BT.601 values, mono, the
+//! 4:2:0 upsampling against a naive per-pixel reference on odd sizes, and NV12 against I420.
 
 /// BT.601 YCbCr -> RGB in 16.16 fixed point.
 pub(super) struct Coeffs {
@@ -148,5 +149,16 @@ fn blend_horizontal(padded: &[u16], out: &mut [u8]) {
         let c = 3 * win[1] + 8;
         o[0] = ((c + win[0]) >> 4) as u8;
         o[1] = ((c + win[2]) >> 4) as u8;
+    }
+}
+
+/// Splits NV12's interleaved chroma (U0 V0 U1 V1 ..) into `planar`: the U plane, then the V
+/// plane (`planar` is resized to `uv.len()`, keeping its capacity).
+pub(super) fn deinterleave(uv: &[u8], planar: &mut Vec<u8>) {
+    planar.resize(uv.len(), 0);
+    let (u, v) = planar.split_at_mut(uv.len() / 2);
+    for ((pair, u), v) in uv.chunks_exact(2).zip(u).zip(v) {
+        *u = pair[0];
+        *v = pair[1];
     }
 }

@@ -10,10 +10,13 @@ use std::process::Command;
 /// The first `n` frames of the tmo324 drive as a YUV4MPEG2 file at `out`, in `pix_fmt`
 /// (ffmpeg's name, e.g. yuv420p), written by ffmpeg. Fails (does not skip) without ffmpeg.
 pub fn ffmpeg_y4m(n: usize, pix_fmt: &str, out: &Path) {
-    let frames = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/drive-tmo324-lane-detecting/frames/%06d.jpg"
-    );
+    ffmpeg_frames(n, pix_fmt, "yuv4mpegpipe", out);
+}
+
+/// The first `n` frames of the tmo324 drive (640x360 JPEGs) written by ffmpeg to `out` with
+/// muxer `format` (`yuv4mpegpipe`, or `rawvideo` for header-less frames) in `pix_fmt` (ffmpeg's
+/// name: yuv420p, nv12, rgb24 ..). Fails (does not skip) without ffmpeg.
+pub fn ffmpeg_frames(n: usize, pix_fmt: &str, format: &str, out: &Path) {
     let status = Command::new("ffmpeg")
         .args([
             "-nostdin",
@@ -23,10 +26,10 @@ pub fn ffmpeg_y4m(n: usize, pix_fmt: &str, out: &Path) {
             "-start_number",
             "1",
             "-i",
-            frames,
+            DRIVE_FRAMES,
         ])
         .args(["-frames:v", &n.to_string(), "-pix_fmt", pix_fmt])
-        .args(["-f", "yuv4mpegpipe"])
+        .args(["-f", format])
         .arg(out)
         .status();
     match status {
@@ -38,6 +41,12 @@ pub fn ffmpeg_y4m(n: usize, pix_fmt: &str, out: &Path) {
         ),
     }
 }
+
+/// The frames of the tmo324 drive as an ffmpeg input pattern.
+pub const DRIVE_FRAMES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/drive-tmo324-lane-detecting/frames/%06d.jpg"
+);
 
 /// The `edgesieve` binary of this build, run from the repository root (models/ resolves).
 pub fn edgesieve() -> Command {
