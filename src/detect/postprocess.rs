@@ -35,6 +35,12 @@ impl Detections {
         self.num_classes = num_classes;
     }
 
+    /// Makes room for `boxes` more detections, so pushing them does not allocate.
+    pub fn reserve(&mut self, boxes: usize) {
+        self.items.reserve(boxes);
+        self.probs.reserve(boxes * self.num_classes);
+    }
+
     pub fn push(&mut self, det: Detection, probs: &[f32]) {
         debug_assert_eq!(probs.len(), self.num_classes);
         self.items.push(det);
@@ -125,12 +131,15 @@ impl YoloxDecoder {
                 }
             }
         }
+        // At most one candidate per anchor and `max_detections` kept: sized once here, so no
+        // frame allocates however many boxes it has.
+        let kept = options.max_detections.min(grid.len());
         YoloxDecoder {
+            candidates: Vec::with_capacity(grid.len()),
+            kept: Vec::with_capacity(kept),
             grid,
             num_classes,
             options,
-            candidates: Vec::new(),
-            kept: Vec::new(),
         }
     }
 
@@ -175,6 +184,9 @@ impl YoloxDecoder {
             self.options.max_detections,
         );
         out.clear(self.num_classes);
+        // The most a frame can have, reserved at the first frame rather than grown frame by
+        // frame as busier scenes come.
+        out.reserve(self.options.max_detections.min(self.grid.len()));
         for c in &self.kept {
             let row = &raw[c.anchor as usize * row_len..][..row_len];
             out.push(
