@@ -22,8 +22,8 @@
 use super::spool::SpoolError;
 use crate::store::record::{ContextFrame, KeptRecord};
 
-/// Version written in every record header; records of another version (other than
-/// [`OLDEST_READ_VERSION`] and later) are treated as corrupt.
+/// Version written in every record header; records of a version above it or below
+/// `OLDEST_READ_VERSION` (1) are treated as corrupt.
 pub const RECORD_FORMAT_VERSION: u16 = 2;
 /// Oldest version still read: version 1 has no context list.
 pub const OLDEST_READ_VERSION: u16 = 1;
