@@ -23,6 +23,7 @@ use edgesieve::detect::manifest::Manifest;
 use edgesieve::detect::model::Detector;
 use edgesieve::detect::postprocess::Detections;
 use edgesieve::run::pipeline::Pipeline;
+use edgesieve::run::status::{Counters, StatusConfig, StatusWriter};
 use edgesieve::run::{run_job, FrameHandler, FrameInfo, JobOptions, Tally};
 use edgesieve::select::Selector;
 use edgesieve::source::{self, Frame, FrameSource, InputConfig, SourceError};
@@ -472,5 +473,28 @@ fn the_job_loop_over_a_y4m_stream_allocates_only_in_the_model() {
     assert_eq!(counts.len(), N);
     report("job loop: y4m frame through the pipeline", &counts);
     assert_model_bound("job loop: y4m frame through the pipeline", &counts);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_status_file_is_written_without_allocating() {
+    let dir = common::temp_dir("alloc-status");
+    let mut writer = StatusWriter::new(&StatusConfig {
+        path: Some(dir.join("edgesieve.prom")),
+        period_s: 0.1,
+    })
+    .expect("a path is set");
+    let counts = per_frame("status file write", 12, |i| {
+        let c = Counters {
+            frames_in: 1000 * i as u64,
+            processed: 100 * i as u64,
+            now_s: 1.8e9 + i as f64,
+            ..Counters::default()
+        };
+        writer
+            .write(&c, std::time::Instant::now())
+            .expect("status write");
+    });
+    assert_no_allocation("status file write", &counts);
     let _ = std::fs::remove_dir_all(dir);
 }
