@@ -1761,8 +1761,9 @@ fn check_record_bytes(rec: &[u8]) -> Result<(u64, u32), String> {
     if &rec[0..4] != b"ESRC" {
         return Err("bad magic".into());
     }
+    // Version 1 (no context list) and 2 (a context list after the record) are read.
     let version = u16::from_le_bytes([rec[4], rec[5]]);
-    if version != 1 {
+    if !(1..=2).contains(&version) {
         return Err(format!("version {version}"));
     }
     let payload = u32::from_le_bytes(rec[8..12].try_into().unwrap()) as usize;
