@@ -482,6 +482,7 @@ fn the_status_file_is_written_without_allocating() {
     let mut writer = StatusWriter::new(&StatusConfig {
         path: Some(dir.join("edgesieve.prom")),
         period_s: 0.1,
+        ..StatusConfig::default()
     })
     .expect("a path is set");
     let counts = per_frame("status file write", 12, |i| {
