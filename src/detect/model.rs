@@ -666,6 +666,28 @@ fn nnef_model(
             ),
         ));
     }
+    let declared = model
+        .properties
+        .get(nnef::DECLARED_INPUT_HW)
+        .and_then(|t| t.cast_to::<i64>().ok().map(|t| t.into_owned()))
+        .and_then(|t| {
+            t.try_as_plain_ram()
+                .ok()?
+                .as_slice::<i64>()
+                .ok()
+                .map(<[i64]>::to_vec)
+        });
+    let (mh, mw) = (manifest.input.height as i64, manifest.input.width as i64);
+    if let Some([dh, dw]) = declared.as_deref() {
+        if (*dh, *dw) != (mh, mw) {
+            return Err(mismatch(
+                path,
+                "input shape",
+                format!("[1, 3, {mh}, {mw}]"),
+                format!("[1, 3, {dh}, {dw}] (as its ONNX file declared it)"),
+            ));
+        }
+    }
     let wanted = 1 + manifest.embedding.is_some() as usize;
     if model.outputs.len() != wanted {
         return Err(mismatch(

@@ -30,6 +30,9 @@ use tract_nnef::internal::*;
 pub const HEIGHT_SYMBOL: &str = "h";
 pub const WIDTH_SYMBOL: &str = "w";
 
+/// Model property of the NNEF files: the input height and width the ONNX file declared.
+pub const DECLARED_INPUT_HW: &str = "edgesieve.declared_input_hw";
+
 /// The unit of the symbolic input height and width: the manifest's largest stride (every input
 /// shape the detector runs is a multiple of it, see [`crate::detect::model::input_shape_for`]).
 pub fn cell(manifest: &crate::detect::manifest::Manifest) -> u32 {
@@ -248,10 +251,16 @@ pub fn convert(
         path: out.to_path_buf(),
         message: format!("{e:#}"),
     };
-    let model = onnx_model(manifest, onnx, None)?
+    let mut model = onnx_model(manifest, onnx, None)?
         .into_typed()
         .and_then(|m| m.into_decluttered())
         .map_err(|e| load_err(onnx, format!("{e:#}")))?;
+    // The input size the ONNX file declares (onnx_model checked it is the manifest's): the
+    // symbolic file no longer says it, and the loader refuses a manifest it does not fit.
+    let (h, w) = (manifest.input.height as i64, manifest.input.width as i64);
+    model
+        .properties
+        .insert(DECLARED_INPUT_HW.into(), rctensor1(&[h, w]));
     let mut part = out.as_os_str().to_owned();
     part.push(".part");
     let part = std::path::PathBuf::from(part);
