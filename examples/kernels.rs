@@ -29,11 +29,11 @@ use edgesieve::detect::manifest::{Manifest, Precision};
 use edgesieve::detect::model::optimized_model;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use tract_core::internal::{bail, format_err};
+use tract_core::ops::matmul::optimized::OptMatMul;
+use tract_core::prelude::*;
 use tract_linalg::isa;
 use tract_linalg::routines::{self, Func};
-use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::{bail, format_err};
-use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 
 fn main() {
     if let Err(e) = run() {
@@ -215,7 +215,7 @@ fn profile(model: TypedModel, shape: (u32, u32), runs: usize) -> TractResult<()>
             tvec!(input.clone().into_tvalue()),
             |ctx, st, node, inputs| {
                 let t = Instant::now();
-                let out = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
+                let out = tract_core::plan::eval(ctx, st, node, inputs);
                 if run > 0 {
                     let e = per_op.entry(node.op().name().to_string()).or_default();
                     e.0 += t.elapsed();

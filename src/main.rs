@@ -47,12 +47,17 @@ USAGE:
   edgesieve bench [MODEL OPTIONS] [--input DIR] [--frames N] [--warmup N]
       Per-stage ms/frame and fps, fp32 and int8, one thread and all cores, square and fit input
       shapes; side by side with onnxruntime on the same shapes when python3 has it.
+  edgesieve convert [--model FILE] [--precision P]
+      Writes the NNEF form of the manifest's ONNX files (fp32_nnef and int8_nnef, both unless
+      --precision), what the detector then loads; models/fetch runs it. Builds with the onnx
+      feature only (not the car's).
   edgesieve --version | --help
 
 MODEL OPTIONS:
   --model FILE        model manifest (default: $EDGESIEVE_MODEL, else models/yolox_nano.toml)
   --precision P       int8 (default) or fp32
-  --onnx FILE         run this ONNX file instead of the manifest's (it must fit the manifest)
+  --onnx FILE         run this model file (.onnx, or .nnef.tar) instead of the manifest's (it
+                      must fit the manifest)
   --threads N         inference threads, 1 to 64 (default 1)
   --input-shape S     fit (default: the model input follows the frames' aspect ratio, e.g.
                       416x256 for 16:9) or square (the manifest's 416x416)
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         Some("upload") => cmd_upload(&argv[1..]),
         Some("export") => cmd_export(&argv[1..]),
         Some("inspect") => cmd_inspect(&argv[1..]),
+        Some("convert") => cmd_convert(&argv[1..]),
         Some("config") => {
             print!("{}", Config::default().to_toml());
             Ok(())
@@ -394,6 +400,51 @@ fn cmd_export(argv: &[String]) -> Result<(), String> {
 /// first; then one line `{"quarantined": "<file>", "reason": "..."}` per file in the spool's
 /// `quarantine/` directory. Damaged entries and entry-named non-files are skipped with a warning
 /// on stderr. Reads only; needs no lock.
+#[cfg(feature = "onnx")]
+fn cmd_convert(argv: &[String]) -> Result<(), String> {
+    let args = Args::parse(argv, &["--model", "--precision"], &[]).map_err(err)?;
+    if let Some(extra) = args.positionals.first() {
+        return Err(format!("convert takes no argument {extra:?}"));
+    }
+    let path = args
+        .value("--model")
+        .map(PathBuf::from)
+        .unwrap_or_else(manifest::default_manifest_path);
+    let manifest = Manifest::load(&path).map_err(err)?;
+    let precisions = match args.parsed::<Precision>("--precision").map_err(err)? {
+        Some(p) => vec![p],
+        None if manifest.int8_file.is_some() => vec![Precision::Fp32, Precision::Int8],
+        None => vec![Precision::Fp32],
+    };
+    for precision in precisions {
+        let onnx = manifest.model_path(precision).map_err(err)?;
+        let Some(nnef) = manifest.nnef_path(precision).map_err(err)? else {
+            return Err(format!(
+                "{}: the manifest names no {precision} NNEF file ({precision}_nnef)",
+                path.display()
+            ));
+        };
+        let started = std::time::Instant::now();
+        edgesieve::detect::nnef::convert(&manifest, &onnx, &nnef).map_err(err)?;
+        log::info!(
+            "{} -> {} ({:.1} s)",
+            onnx.display(),
+            nnef.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "onnx"))]
+fn cmd_convert(_argv: &[String]) -> Result<(), String> {
+    Err(
+        "convert needs a build with the onnx feature (cargo build, not the car's \
+         --no-default-features build)"
+            .into(),
+    )
+}
+
 fn cmd_inspect(argv: &[String]) -> Result<(), String> {
     let args = Args::parse(argv, &[], &[]).map_err(err)?;
     let [dir] = args.positionals.as_slice() else {

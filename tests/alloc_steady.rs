@@ -220,9 +220,10 @@ fn detector() -> Detector {
 /// are freed as the next ones are made. Neither `SimpleState` nor `run_plan_with_eval` can hand
 /// an op a buffer to write into, so this is the floor without patching tract. Other
 /// architectures pick other kernels (other packing buffers): there only the constancy and the
-/// live bytes are checked.
-const MODEL_ALLOCS_PER_FRAME: u64 = 1862;
-const MODEL_BYTES_PER_FRAME: u64 = 55_247_728;
+/// live bytes are checked. Two figures: the model loaded from its NNEF file (what models/fetch
+/// writes and the detector prefers; tract's plan from it has a few nodes fewer) and from the ONNX
+/// file (a checkout whose models/fetch predates the NNEF files).
+const MODEL_PER_FRAME: [(u64, u64); 2] = [(1850, 55_245_808), (1862, 55_247_728)];
 
 /// Asserts the model's per-frame figure: the same count and bytes every frame (on x86_64: the
 /// measured ones), and nothing left live across frames.
@@ -245,11 +246,12 @@ fn assert_model_bound(stage: &str, counts: &[Counts]) {
         );
     }
     if cfg!(target_arch = "x86_64") {
-        assert_eq!(
-            (first.allocs, first.bytes),
-            (MODEL_ALLOCS_PER_FRAME, MODEL_BYTES_PER_FRAME),
+        assert!(
+            MODEL_PER_FRAME.contains(&(first.allocs, first.bytes)),
             "{stage}: the model's allocations per frame changed (tract, the model or its input \
-             shape): measure anew and update the constants"
+             shape): measure anew and update the constants: {:?} is not one of {:?}",
+            (first.allocs, first.bytes),
+            MODEL_PER_FRAME
         );
     }
 }

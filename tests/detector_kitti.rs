@@ -205,6 +205,7 @@ fn a_file_that_is_not_onnx_is_refused_with_its_path() {
 fn missing_model_file_says_how_to_get_it() {
     let mut m = manifest();
     m.fp32_file = "no-such-model.onnx".into();
+    m.fp32_nnef = None;
     let err = Detector::load(
         m,
         &DetectorOptions {

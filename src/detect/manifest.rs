@@ -141,6 +141,14 @@ pub struct Manifest {
     pub fp32_file: String,
     #[serde(default)]
     pub int8_file: Option<String>,
+    /// NNEF form of `fp32_file` (a `.nnef.tar`, written by `edgesieve convert` in models/fetch):
+    /// what the detector loads when present, and the only form a build without the `onnx`
+    /// feature (the car's) reads. See [`crate::detect::nnef`].
+    #[serde(default)]
+    pub fp32_nnef: Option<String>,
+    /// NNEF form of `int8_file`, likewise.
+    #[serde(default)]
+    pub int8_nnef: Option<String>,
     pub classes: Vec<String>,
     pub input: InputSpec,
     pub output: OutputSpec,
@@ -280,6 +288,22 @@ impl Manifest {
                 })?,
         };
         Ok(self.dir.join(file))
+    }
+
+    /// Path of the NNEF file for `precision`, when the manifest names one (it may not exist yet).
+    pub fn nnef_path(&self, precision: Precision) -> Result<Option<PathBuf>, ManifestError> {
+        let file = match precision {
+            Precision::Fp32 => &self.fp32_nnef,
+            Precision::Int8 => {
+                if self.int8_file.is_none() {
+                    return Err(ManifestError::NoInt8 {
+                        path: self.dir.clone(),
+                    });
+                }
+                &self.int8_nnef
+            }
+        };
+        Ok(file.as_ref().map(|f| self.dir.join(f)))
     }
 
     /// Number of anchor points the decoder expects: the sum of every stride's grid cells.

@@ -2,13 +2,17 @@
 //!
 //! [`manifest`] describes a model (input contract, decoder, classes, embedding tensor);
 //! [`preprocess`] letterboxes a frame into the model's input; [`model`] runs it with tract;
+//! [`nnef`] is the pre-converted form of the model the car loads;
 //! [`postprocess`] decodes the YOLOX grid and applies NMS.
 
 pub mod gate;
 pub mod manifest;
 pub mod model;
+pub mod nnef;
 pub mod postprocess;
 pub mod preprocess;
+#[cfg(feature = "onnx")]
+mod symbolic;
 
 use std::path::PathBuf;
 

@@ -3,14 +3,21 @@
 //! from the same inference).
 
 use crate::detect::manifest::{Manifest, ManifestError, Precision};
+use crate::detect::nnef;
 use crate::detect::postprocess::{Detections, PostprocessOptions, YoloxDecoder};
 use crate::detect::preprocess::{Letterbox, PreprocessError, Preprocessor};
+#[cfg(feature = "onnx")]
+use crate::detect::symbolic;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tract_core::prelude::*;
+use tract_core::runtime::RunOptions;
+#[cfg(feature = "multithread")]
 use tract_linalg::multithread::Executor;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_core::runtime::RunOptions;
+#[cfg(feature = "onnx")]
+use tract_onnx::prelude::{InferenceFact, InferenceModel, InferenceModelExt};
 
 #[derive(Debug)]
 pub enum DetectorError {
@@ -21,6 +28,11 @@ pub enum DetectorError {
     },
     /// tract could not read or optimise the model.
     Load {
+        path: PathBuf,
+        message: String,
+    },
+    /// The NNEF form of a model could not be written (`edgesieve convert`).
+    Convert {
         path: PathBuf,
         message: String,
     },
@@ -49,6 +61,9 @@ impl fmt::Display for DetectorError {
             DetectorError::Load { path, message } => {
                 write!(f, "cannot load model {}: {message}", path.display())
             }
+            DetectorError::Convert { path, message } => {
+                write!(f, "cannot write NNEF model {}: {message}", path.display())
+            }
             DetectorError::Mismatch {
                 path,
                 what,
@@ -76,7 +91,8 @@ impl From<ManifestError> for DetectorError {
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {
     pub precision: Precision,
-    /// Run this ONNX file instead of the manifest's (it must still fit the manifest).
+    /// Run this model file (ONNX, or NNEF: `.nnef.tar`) instead of the manifest's (it must still
+    /// fit the manifest).
     pub model_file: Option<PathBuf>,
     /// Threads for tract's matrix kernels; 1 keeps the detector on one core.
     pub threads: usize,
@@ -147,7 +163,7 @@ impl Detector {
     pub fn load(manifest: Manifest, options: &DetectorOptions) -> Result<Detector, DetectorError> {
         let path = match &options.model_file {
             Some(p) => p.clone(),
-            None => manifest.model_path(options.precision)?,
+            None => model_file(&manifest, options.precision)?,
         };
         if !path.is_file() {
             return Err(DetectorError::MissingModel { path });
@@ -331,7 +347,7 @@ fn picture_pool(data: &[f32], map: (usize, usize), picture: PictureCells, out: &
     }
 }
 
-fn load_err(path: &Path, e: impl fmt::Display) -> DetectorError {
+pub(crate) fn load_err(path: &Path, e: impl fmt::Display) -> DetectorError {
     DetectorError::Load {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
@@ -353,6 +369,43 @@ fn mismatch(path: &Path, what: &str, expected: String, found: String) -> Detecto
     }
 }
 
+/// The model file the manifest names for `precision`: its NNEF file (`fp32_nnef`/`int8_nnef`,
+/// written by `edgesieve convert` from the ONNX one) when present. A build with the `onnx`
+/// feature falls back to the ONNX file when the NNEF file is missing or older than it (a
+/// re-quantized model not yet converted); without the feature NNEF is the only choice.
+fn model_file(manifest: &Manifest, precision: Precision) -> Result<PathBuf, DetectorError> {
+    let nnef = manifest.nnef_path(precision)?;
+    #[cfg(feature = "onnx")]
+    {
+        let onnx = manifest.model_path(precision)?;
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        match nnef {
+            Some(nnef) if nnef.is_file() => match (modified(&nnef), modified(&onnx)) {
+                (Some(n), Some(o)) if n < o => {
+                    log::warn!(
+                        "{} is older than {}: loading the ONNX file (models/fetch converts it)",
+                        nnef.display(),
+                        onnx.display()
+                    );
+                    Ok(onnx)
+                }
+                _ => Ok(nnef),
+            },
+            _ => Ok(onnx),
+        }
+    }
+    #[cfg(not(feature = "onnx"))]
+    {
+        nnef.ok_or_else(|| DetectorError::Load {
+            path: manifest.dir.clone(),
+            message: format!(
+                "the manifest names no {precision} NNEF file and this build reads no ONNX \
+                 (feature onnx)"
+            ),
+        })
+    }
+}
+
 /// Parses, checks and optimises the model for an input of `shape` (width, height), then makes
 /// it runnable on `threads` threads.
 fn build_plan(
@@ -362,87 +415,40 @@ fn build_plan(
     threads: usize,
 ) -> Result<Plan, DetectorError> {
     let typed = optimized_model(manifest, path, shape)?;
+    #[allow(unused_mut)]
     let mut options = RunOptions::default();
     if threads > 1 {
-        options.executor = Some(Executor::multithread(threads));
+        #[cfg(feature = "multithread")]
+        {
+            options.executor = Some(Executor::multithread(threads));
+        }
+        #[cfg(not(feature = "multithread"))]
+        return Err(load_err(
+            path,
+            format!("{threads} threads asked for, but this build has no multithread feature"),
+        ));
     }
     typed
         .into_runnable_with_options(&options)
         .map_err(|e| load_err(path, e))
 }
 
-/// The model file at `path` as the detector runs it: parsed, checked against `manifest` (input,
-/// outputs, classes, embedding tensor), specialised for an input of `shape` (width, height) and
-/// optimised by tract. For tools that look inside it (examples/kernels.rs).
+/// The model file at `path` (ONNX, or NNEF when its name ends in `.nnef.tar`) as the detector
+/// runs it: parsed, checked against `manifest` (input, outputs, classes, embedding tensor),
+/// specialised for an input of `shape` (width, height) and optimised by tract. For tools that look
+/// inside it (examples/kernels.rs).
 pub fn optimized_model(
     manifest: &Manifest,
     path: &Path,
     shape: (u32, u32),
 ) -> Result<TypedModel, DetectorError> {
-    // The file's intermediate shapes (value_info) are those of its declared input: ignored, so
-    // the graph can be specialised for another input size; every shape is inferred anew.
     let started = std::time::Instant::now();
-    let mut model = tract_onnx::onnx()
-        .with_ignore_value_info(true)
-        .model_for_path(path)
-        .map_err(|e| load_err(path, e))?;
+    let model = if nnef::is_nnef(path) {
+        nnef_model(manifest, path, shape)?
+    } else {
+        onnx_typed_model(manifest, path, shape)?
+    };
     let parsed = started.elapsed();
-
-    // Input: name and, where the file states it, shape must be what the manifest says.
-    let (h, w) = (
-        manifest.input.height as usize,
-        manifest.input.width as usize,
-    );
-    let expected_input = format!("{} [1, 3, {h}, {w}] f32", manifest.input.name);
-    let input_outlet = model.input_outlets().map_err(|e| load_err(path, e))?[0];
-    let input_name = model.node(input_outlet.node).name.clone();
-    if model.input_outlets().map_err(|e| load_err(path, e))?.len() != 1
-        || input_name != manifest.input.name
-    {
-        return Err(mismatch(
-            path,
-            "input",
-            expected_input,
-            format!("{input_name} (of {} inputs)", model.inputs.len()),
-        ));
-    }
-    let declared = model.input_fact(0).map_err(|e| load_err(path, e))?.clone();
-    if let Some(shape) = declared.shape.as_concrete_finite().ok().flatten() {
-        if shape.as_ref() != [1, 3, h, w] {
-            return Err(mismatch(
-                path,
-                "input shape",
-                format!("[1, 3, {h}, {w}]"),
-                format!("{shape:?}"),
-            ));
-        }
-    }
-    model
-        .set_input_fact(
-            0,
-            f32::fact([1, 3, shape.1 as usize, shape.0 as usize]).into(),
-        )
-        .map_err(|e| load_err(path, e))?;
-    // The declared output shape pins the anchors of the declared input; inferred instead.
-    for i in 0..model.outputs.len() {
-        model
-            .set_output_fact(i, InferenceFact::default())
-            .map_err(|e| load_err(path, e))?;
-    }
-
-    let mut outputs = vec![manifest.output.name.clone()];
-    if let Some(emb) = &manifest.embedding {
-        outputs.push(emb.tensor.clone());
-    }
-    model.select_outputs_by_name(&outputs).map_err(|e| {
-        mismatch(
-            path,
-            "outputs",
-            format!("tensors {outputs:?}"),
-            format!("not all present ({e})"),
-        )
-    })?;
-
     let typed = model
         .into_optimized()
         .map_err(|e| load_err(path, format!("{e:#}")))?;
@@ -493,6 +499,221 @@ pub fn optimized_model(
     }
 
     Ok(typed)
+}
+
+/// The ONNX file at `path`, checked, specialised for `shape` (width, height) and typed.
+#[cfg(feature = "onnx")]
+fn onnx_typed_model(
+    manifest: &Manifest,
+    path: &Path,
+    shape: (u32, u32),
+) -> Result<TypedModel, DetectorError> {
+    onnx_model(manifest, path, Some((shape.1 as usize, shape.0 as usize)))?
+        .into_typed()
+        .map_err(|e| load_err(path, format!("{e:#}")))
+}
+
+#[cfg(not(feature = "onnx"))]
+fn onnx_typed_model(
+    _manifest: &Manifest,
+    path: &Path,
+    _shape: (u32, u32),
+) -> Result<TypedModel, DetectorError> {
+    Err(load_err(
+        path,
+        "this build reads NNEF only (no onnx feature): run models/fetch to convert the model, \
+         and name the .nnef.tar file",
+    ))
+}
+
+/// The ONNX file at `path`, checked against `manifest` (input name and declared shape, output
+/// tensors), its input set to 1x3x`hw` (height, width), or 1x3xhxw with the symbols of
+/// [`nnef::HEIGHT_SYMBOL`] and [`nnef::WIDTH_SYMBOL`] when `hw` is None, and its outputs reduced
+/// to the detections and the embedding tensor.
+#[cfg(feature = "onnx")]
+pub(crate) fn onnx_model(
+    manifest: &Manifest,
+    path: &Path,
+    hw: Option<(usize, usize)>,
+) -> Result<InferenceModel, DetectorError> {
+    // The file's intermediate shapes (value_info) are those of its declared input: ignored, so
+    // the graph can be specialised for another input size; every shape is inferred anew.
+    let mut model = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(path)
+        .map_err(|e| load_err(path, e))?;
+
+    // Input: name and, where the file states it, shape must be what the manifest says.
+    let (h, w) = (
+        manifest.input.height as usize,
+        manifest.input.width as usize,
+    );
+    let expected_input = format!("{} [1, 3, {h}, {w}] f32", manifest.input.name);
+    let input_outlet = model.input_outlets().map_err(|e| load_err(path, e))?[0];
+    let input_name = model.node(input_outlet.node).name.clone();
+    if model.input_outlets().map_err(|e| load_err(path, e))?.len() != 1
+        || input_name != manifest.input.name
+    {
+        return Err(mismatch(
+            path,
+            "input",
+            expected_input,
+            format!("{input_name} (of {} inputs)", model.inputs.len()),
+        ));
+    }
+    let declared = model.input_fact(0).map_err(|e| load_err(path, e))?.clone();
+    if let Some(shape) = declared.shape.as_concrete_finite().ok().flatten() {
+        if shape.as_ref() != [1, 3, h, w] {
+            return Err(mismatch(
+                path,
+                "input shape",
+                format!("[1, 3, {h}, {w}]"),
+                format!("{shape:?}"),
+            ));
+        }
+    }
+    let (in_h, in_w): (TDim, TDim) = match hw {
+        Some((h, w)) => (h.into(), w.into()),
+        None => {
+            // Symbolic: counted in cells of the largest stride (every input shape is a multiple
+            // of it), so that halving the input (YOLOX's Focus) and the strided convs give
+            // whole multiples of a symbol, which tract can equate across branches.
+            let cell = TDim::from(nnef::cell(manifest) as i64);
+            // Positive: lets tract reduce (16·h + 7) / 8 to 2·h (a strided conv's output).
+            for sym in [nnef::HEIGHT_SYMBOL, nnef::WIDTH_SYMBOL] {
+                model
+                    .symbols
+                    .add_assertion(format!("{sym}>=1"))
+                    .map_err(|e| load_err(path, e))?;
+            }
+            let dims = (
+                cell.clone() * TDim::from(model.symbols.sym(nnef::HEIGHT_SYMBOL)),
+                cell * TDim::from(model.symbols.sym(nnef::WIDTH_SYMBOL)),
+            );
+            symbolic::rewrite(&mut model, path, &dims)
+                .map_err(|e| load_err(path, format!("{e:#}")))?;
+            dims
+        }
+    };
+    model
+        .set_input_fact(0, f32::fact([1.into(), 3.into(), in_h, in_w]).into())
+        .map_err(|e| load_err(path, e))?;
+    // The declared output shape pins the anchors of the declared input; inferred instead.
+    for i in 0..model.outputs.len() {
+        model
+            .set_output_fact(i, InferenceFact::default())
+            .map_err(|e| load_err(path, e))?;
+    }
+
+    let mut outputs = vec![manifest.output.name.clone()];
+    if let Some(emb) = &manifest.embedding {
+        outputs.push(emb.tensor.clone());
+    }
+    model.select_outputs_by_name(&outputs).map_err(|e| {
+        mismatch(
+            path,
+            "outputs",
+            format!("tensors {outputs:?}"),
+            format!("not all present ({e})"),
+        )
+    })?;
+    Ok(model)
+}
+
+/// The NNEF file at `path` (written by [`nnef::convert`]), checked against `manifest` (one input
+/// of 1x3xHxW, as many outputs as the manifest names) and specialised for `shape` (width,
+/// height): its height and width symbols bound, or, where the file has numbers, those numbers
+/// checked.
+fn nnef_model(
+    manifest: &Manifest,
+    path: &Path,
+    shape: (u32, u32),
+) -> Result<TypedModel, DetectorError> {
+    let started = std::time::Instant::now();
+    let model = nnef::framework()
+        .model_for_path(path)
+        .map_err(|e| load_err(path, format!("{e:#}")))?;
+    log::debug!(
+        "model {}: NNEF read in {:.0} ms",
+        path.display(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let (h, w) = (shape.1 as i64, shape.0 as i64);
+    let expected_input = format!("{} [1, 3, H, W] f32", manifest.input.name);
+    let input = model.input_outlets().map_err(|e| load_err(path, e))?;
+    let fact = model.input_fact(0).map_err(|e| load_err(path, e))?;
+    let dims = fact.shape.dims();
+    let fits = |d: &TDim, want: i64| d.to_i64().map_or(true, |v| v == want);
+    if input.len() != 1
+        || model.node(input[0].node).name != manifest.input.name
+        || fact.datum_type != f32::datum_type()
+        || dims.len() != 4
+        || dims[0] != 1.into()
+        || dims[1] != 3.into()
+        || !fits(&dims[2], h)
+        || !fits(&dims[3], w)
+    {
+        return Err(mismatch(
+            path,
+            "input",
+            expected_input,
+            format!(
+                "{} {:?} {:?} (of {} inputs)",
+                model.node(input[0].node).name,
+                fact.shape,
+                fact.datum_type,
+                input.len()
+            ),
+        ));
+    }
+    let declared = model
+        .properties
+        .get(nnef::DECLARED_INPUT_HW)
+        .and_then(|t| t.cast_to::<i64>().ok().map(|t| t.into_owned()))
+        .and_then(|t| {
+            t.try_as_plain_ram()
+                .ok()?
+                .as_slice::<i64>()
+                .ok()
+                .map(<[i64]>::to_vec)
+        });
+    let (mh, mw) = (manifest.input.height as i64, manifest.input.width as i64);
+    if let Some([dh, dw]) = declared.as_deref() {
+        if (*dh, *dw) != (mh, mw) {
+            return Err(mismatch(
+                path,
+                "input shape",
+                format!("[1, 3, {mh}, {mw}]"),
+                format!("[1, 3, {dh}, {dw}] (as its ONNX file declared it)"),
+            ));
+        }
+    }
+    let wanted = 1 + manifest.embedding.is_some() as usize;
+    if model.outputs.len() != wanted {
+        return Err(mismatch(
+            path,
+            "outputs",
+            format!("{wanted} (detections, then the embedding tensor)"),
+            model.outputs.len().to_string(),
+        ));
+    }
+    let cell = nnef::cell(manifest) as i64;
+    if h % cell != 0 || w % cell != 0 {
+        return Err(mismatch(
+            path,
+            "input shape",
+            format!("a multiple of {cell}"),
+            format!("{w}x{h}"),
+        ));
+    }
+    let (h, w) = (h / cell, w / cell);
+    let subs: HashMap<Symbol, TDim> = [(nnef::HEIGHT_SYMBOL, h), (nnef::WIDTH_SYMBOL, w)]
+        .into_iter()
+        .map(|(name, v)| (model.symbols.sym(name), v.into()))
+        .collect();
+    model
+        .set_symbols(&subs)
+        .map_err(|e| load_err(path, format!("{e:#}")))
 }
 
 #[cfg(test)]

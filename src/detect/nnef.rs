@@ -1,0 +1,278 @@
+//! The detector in NNEF, tract's own format: what the car loads (issue 11, "a lean device
+//! runtime"). `models/fetch` converts the manifest's ONNX files once (`edgesieve convert`, a build
+//! with the `onnx` feature); the device reads the result with `tract-nnef` and `tract-core` only,
+//! skipping the ONNX parser and the type inference (hundreds of milliseconds at start-up and
+//! megabytes of binary).
+//!
+//! The file holds the model parsed, checked against the manifest, reduced to the manifest's outputs
+//! (the detections, then the embedding tensor) and decluttered, with the input's height and width
+//! left as the symbols `h` and `w`: the loader binds them to the camera's input shape
+//! ([`crate::detect::model::input_shape_for`]) and optimises, as it does for an ONNX file, so one
+//! file serves every camera.
+//!
+//! tract's registries have no NNEF form for the int8 model's `QuantizeLinear`/`DequantizeLinear`
+//! boundary ops (tract-core's `QuantizeLinearU8`/`I8` and `DequantizeLinearF32`) nor for the
+//! 256-byte lookup tables its optimiser makes of a quantized activation (`LookupTable`, the int8
+//! model's SiLUs); [`registry`] adds them (`edgesieve_quantize_linear_u8` etc., three scalars each;
+//! `edgesieve_lookup_table`, the table as a u8 tensor), so the int8 file converts too and loads
+//! to the same ops.
+
+use std::path::Path;
+use tract_core::ops::element_wise::ElementWiseOp;
+use tract_core::ops::quant::{
+    lookup_table, quantize_linear_i8, quantize_linear_u8, DequantizeLinearF32, LookupTable,
+    QuantizeLinearI8, QuantizeLinearU8,
+};
+use tract_nnef::internal::*;
+
+/// Names of the symbols of the input's height and width in the NNEF files, counted in cells of
+/// the manifest's largest stride ([`cell`]): the input is 1x3x(32·h)x(32·w) for YOLOX.
+pub const HEIGHT_SYMBOL: &str = "h";
+pub const WIDTH_SYMBOL: &str = "w";
+
+/// Model property of the NNEF files: the input height and width the ONNX file declared.
+pub const DECLARED_INPUT_HW: &str = "edgesieve.declared_input_hw";
+
+/// The unit of the symbolic input height and width: the manifest's largest stride (every input
+/// shape the detector runs is a multiple of it, see [`crate::detect::model::input_shape_for`]).
+pub fn cell(manifest: &crate::detect::manifest::Manifest) -> u32 {
+    manifest
+        .output
+        .strides
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Whether `path` names an NNEF model (`.nnef.tar` or `.nnef` directory) rather than ONNX.
+pub fn is_nnef(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".nnef.tar") || n.ends_with(".nnef"))
+}
+
+/// tract's NNEF framework with edgesieve's quantization boundary ops.
+pub fn framework() -> tract_nnef::framework::Nnef {
+    tract_nnef::nnef().with_registry(registry())
+}
+
+/// NNEF forms of the ops tract's own registries do not serialise: the (de)quantization at the
+/// edges of the int8 model's quantized regions.
+pub fn registry() -> Registry {
+    let mut r = Registry::new("edgesieve_quant")
+        .with_doc("edgesieve: tract-core's QuantizeLinearU8/I8 and DequantizeLinearF32");
+    let q_params = || {
+        vec![
+            TypeName::Scalar.tensor().named("x"),
+            TypeName::Scalar.named("scale"),
+            TypeName::Integer.named("zero_point"),
+        ]
+    };
+    r.register_element_wise(
+        "edgesieve_quantize_linear_u8",
+        TypeId::of::<QuantizeLinearU8>(),
+        Box::new(ser_quantize_u8),
+        q_params(),
+        de_quantize_u8,
+    );
+    r.register_element_wise(
+        "edgesieve_quantize_linear_i8",
+        TypeId::of::<QuantizeLinearI8>(),
+        Box::new(ser_quantize_i8),
+        q_params(),
+        de_quantize_i8,
+    );
+    r.register_element_wise(
+        "edgesieve_lookup_table",
+        TypeId::of::<LookupTable>(),
+        Box::new(ser_lookup_table),
+        vec![
+            TypeName::Scalar.tensor().named("x"),
+            TypeName::Integer.tensor().named("table"),
+        ],
+        de_lookup_table,
+    );
+    r.register_dumper(ser_dequantize);
+    r.register_primitive(
+        "edgesieve_dequantize_linear_f32",
+        &q_params(),
+        &[("y", TypeName::Scalar.tensor())],
+        de_dequantize,
+    );
+    r
+}
+
+fn quant_invocation(
+    ast: &IntoAst,
+    node: &TypedNode,
+    id: &str,
+    scale: f32,
+    zero_point: i64,
+) -> TractResult<Option<Arc<RValue>>> {
+    let x = ast.mapping[&node.inputs[0]].clone();
+    Ok(Some(invocation(
+        id,
+        &[x],
+        &[
+            ("scale", numeric(scale)),
+            ("zero_point", numeric(zero_point)),
+        ],
+    )))
+}
+
+fn ser_quantize_u8(ast: &mut IntoAst, node: &TypedNode) -> TractResult<Option<Arc<RValue>>> {
+    let op = node
+        .op_as::<ElementWiseOp>()
+        .and_then(|op| op.0.downcast_ref::<QuantizeLinearU8>())
+        .context("not a QuantizeLinearU8")?;
+    quant_invocation(
+        ast,
+        node,
+        "edgesieve_quantize_linear_u8",
+        op.scale,
+        op.zero_point.into(),
+    )
+}
+
+fn ser_quantize_i8(ast: &mut IntoAst, node: &TypedNode) -> TractResult<Option<Arc<RValue>>> {
+    let op = node
+        .op_as::<ElementWiseOp>()
+        .and_then(|op| op.0.downcast_ref::<QuantizeLinearI8>())
+        .context("not a QuantizeLinearI8")?;
+    quant_invocation(
+        ast,
+        node,
+        "edgesieve_quantize_linear_i8",
+        op.scale,
+        op.zero_point.into(),
+    )
+}
+
+fn ser_dequantize(
+    ast: &mut IntoAst,
+    node: &TypedNode,
+    op: &DequantizeLinearF32,
+) -> TractResult<Option<Arc<RValue>>> {
+    quant_invocation(
+        ast,
+        node,
+        "edgesieve_dequantize_linear_f32",
+        op.scale,
+        op.zero_point.into(),
+    )
+}
+
+fn ser_lookup_table(ast: &mut IntoAst, node: &TypedNode) -> TractResult<Option<Arc<RValue>>> {
+    let op = node
+        .op_as::<ElementWiseOp>()
+        .and_then(|op| op.0.downcast_ref::<LookupTable>())
+        .context("not a LookupTable")?;
+    let x = ast.mapping[&node.inputs[0]].clone();
+    let table = rctensor1(op.table.table());
+    let table = ast.konst(format!("{}.table", node.name), &table)?;
+    Ok(Some(invocation("edgesieve_lookup_table", &[x, table], &[])))
+}
+
+fn de_lookup_table(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Value> {
+    let x = invocation.named_arg_as(builder, "x")?;
+    let table: OutletId = invocation.named_arg_as(builder, "table")?;
+    let table = builder
+        .model
+        .outlet_fact(table)?
+        .konst
+        .clone()
+        .context("lookup table is not a constant")?;
+    let table = table.cast_to::<u8>()?;
+    let table = table.try_as_plain_ram()?;
+    let lut = tract_linalg::routines::lut_u8(table.as_slice::<u8>()?)?;
+    builder.wire(lookup_table(lut), &[x])
+}
+
+fn quant_args(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<(OutletId, f32, i64)> {
+    let x = invocation.named_arg_as(builder, "x")?;
+    let scale = invocation.named_arg_as(builder, "scale")?;
+    let zero_point = invocation.named_arg_as(builder, "zero_point")?;
+    Ok((x, scale, zero_point))
+}
+
+fn de_quantize_u8(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Value> {
+    let (x, scale, zp) = quant_args(builder, invocation)?;
+    let zp = u8::try_from(zp).context("u8 zero point out of range")?;
+    builder.wire(quantize_linear_u8(scale, zp), &[x])
+}
+
+fn de_quantize_i8(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Value> {
+    let (x, scale, zp) = quant_args(builder, invocation)?;
+    let zp = i8::try_from(zp).context("i8 zero point out of range")?;
+    builder.wire(quantize_linear_i8(scale, zp), &[x])
+}
+
+fn de_dequantize(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Value> {
+    let (x, scale, zp) = quant_args(builder, invocation)?;
+    let zp = i32::try_from(zp).context("zero point out of range")?;
+    builder.wire(DequantizeLinearF32::new(scale, zp), &[x])
+}
+
+/// Writes the NNEF form of the ONNX model at `onnx` to `out` (a `.nnef.tar`, uncompressed so the
+/// device needs no gzip): parsed and checked as the detector does, reduced to the manifest's
+/// outputs, the input's height and width left symbolic, decluttered. Deterministic (fixed file
+/// times); written beside `out` and renamed into place.
+#[cfg(feature = "onnx")]
+pub fn convert(
+    manifest: &crate::detect::manifest::Manifest,
+    onnx: &Path,
+    out: &Path,
+) -> Result<(), crate::detect::model::DetectorError> {
+    use crate::detect::model::{load_err, onnx_model, DetectorError};
+    use tract_onnx::prelude::InferenceModelExt;
+    if !onnx.is_file() {
+        return Err(DetectorError::MissingModel {
+            path: onnx.to_path_buf(),
+        });
+    }
+    let convert_err = |e: &dyn std::fmt::Display| DetectorError::Convert {
+        path: out.to_path_buf(),
+        message: format!("{e:#}"),
+    };
+    let mut model = onnx_model(manifest, onnx, None)?
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .map_err(|e| load_err(onnx, format!("{e:#}")))?;
+    // The input size the ONNX file declares (onnx_model checked it is the manifest's): the
+    // symbolic file no longer says it, and the loader refuses a manifest it does not fit.
+    let (h, w) = (manifest.input.height as i64, manifest.input.width as i64);
+    model
+        .properties
+        .insert(DECLARED_INPUT_HW.into(), rctensor1(&[h, w]));
+    let mut part = out.as_os_str().to_owned();
+    part.push(".part");
+    let part = std::path::PathBuf::from(part);
+    let file = std::fs::File::create(&part).map_err(|e| convert_err(&e))?;
+    let written = framework()
+        .write_to_tar_with_config(&model, std::io::BufWriter::new(file), false, true)
+        .map_err(|e| convert_err(&e))
+        .and_then(|w| w.into_inner().map_err(|e| convert_err(&e.into_error())))
+        .and_then(|f| f.sync_all().map_err(|e| convert_err(&e)))
+        .and_then(|()| std::fs::rename(&part, out).map_err(|e| convert_err(&e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    written
+}
