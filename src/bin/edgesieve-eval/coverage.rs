@@ -303,9 +303,23 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
     out.line(
         "  k-median = offline greedy that minimises the mean distance (the reference for mean coverage)",
     );
+    // Per-clip steadiness: the clip's median consecutive distance over the median cross-clip
+    // distance of the whole drive (which clips jitter, in either space).
+    let cross = |points: &[Vec<f32>]| {
+        steadiness(points, &run.clip_of, opts.seed).map(|(_, _, cross)| cross)
+    };
+    let (cross_emb, cross_desc) = (cross(&emb), cross(&desc));
+    let steady = |points: &[Vec<f32>], cross: Option<f32>, c: usize| match (
+        metrics::consecutive_median_of(points, &run.clip_of, c),
+        cross,
+    ) {
+        (Some(d), Some(x)) => format!("{:.3}", d / x),
+        _ => "-".to_string(),
+    };
+    let dup = metrics::redundant(&desc, &ours, tau);
     out.line("");
     out.line(
-        "  per clip        frames  kept: pipeline uniform k-centre   mean uncert. (=0)  mean novelty  mean value",
+        "  per clip        frames  kept: pipeline (redundant) uniform k-centre   mean uncert. (=0)  mean novelty  mean value  steadiness emb. / desc.",
     );
     for (c, clip) in run.clips.iter().enumerate() {
         let members: Vec<usize> = (0..n).filter(|&i| run.clip_of[i] == c).collect();
@@ -323,19 +337,30 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
             .filter(|&&i| run.frames[i].uncertainty == 0.0)
             .count() as f64
             / m;
+        let redundant = ours
+            .iter()
+            .zip(&dup)
+            .filter(|&(&i, &d)| d && run.clip_of[i] == c)
+            .count();
         out.line(format!(
-            "  {:<15} {:>6}  {:>14} {:>7} {:>8}   {:>12.3} ({:>3.0}%) {:>12.3} {:>11.3}",
+            "  {:<15} {:>6}  {:>14} {:>11} {:>7} {:>8}   {:>12.3} ({:>3.0}%) {:>12.3} {:>11.3}  {:>10} / {:>5}",
             clip.clip,
             members.len(),
             count(&ours),
+            format!("({redundant})"),
             count(&uniform_sel),
             count(&kc_emb_sel),
             mean(&|f| f.uncertainty),
             zero * 100.0,
             mean(&|f| f.novelty),
-            mean(&|f| f.value)
+            mean(&|f| f.value),
+            steady(&emb, cross_emb, c),
+            steady(&desc, cross_desc, c)
         ));
     }
+    out.line(
+        "  steadiness = median distance between consecutive frames of the clip / median cross-clip distance (target <= 0.10 overall)",
+    );
 
     out.line("");
     out.line("targets:");

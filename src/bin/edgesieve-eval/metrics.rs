@@ -142,17 +142,25 @@ pub fn redundancy(points: &[Vec<f32>], selected: &[usize], tau: f32) -> f64 {
     if selected.len() < 2 {
         return 0.0;
     }
-    let dup = selected
+    let dup = redundant(points, selected, tau)
+        .iter()
+        .filter(|&&d| d)
+        .count();
+    dup as f64 / selected.len() as f64
+}
+
+/// For each selected point, whether another selected point lies closer than `tau`.
+pub fn redundant(points: &[Vec<f32>], selected: &[usize], tau: f32) -> Vec<bool> {
+    selected
         .iter()
         .enumerate()
-        .filter(|&(i, &a)| {
+        .map(|(i, &a)| {
             selected
                 .iter()
                 .enumerate()
                 .any(|(j, &b)| i != j && dist(&points[a], &points[b]) < tau)
         })
-        .count();
-    dup as f64 / selected.len() as f64
+        .collect()
 }
 
 /// Median of the distances between consecutive points of the same group (clip). None when no
@@ -160,6 +168,16 @@ pub fn redundancy(points: &[Vec<f32>], selected: &[usize], tau: f32) -> f64 {
 pub fn consecutive_median(points: &[Vec<f32>], group: &[usize]) -> Option<f32> {
     let d: Vec<f32> = (1..points.len().min(group.len()))
         .filter(|&i| group[i] == group[i - 1])
+        .map(|i| dist(&points[i], &points[i - 1]))
+        .collect();
+    median(d)
+}
+
+/// Median distance between consecutive points that both belong to group `g`. None when the
+/// group has no consecutive pair.
+pub fn consecutive_median_of(points: &[Vec<f32>], group: &[usize], g: usize) -> Option<f32> {
+    let d: Vec<f32> = (1..points.len().min(group.len()))
+        .filter(|&i| group[i] == g && group[i - 1] == g)
         .map(|i| dist(&points[i], &points[i - 1]))
         .collect();
     median(d)
@@ -423,6 +441,10 @@ mod tests {
     fn redundancy_counts_both_members_of_a_close_pair() {
         let p = pts(&[(0.0, 0.0), (0.05, 0.0), (5.0, 0.0), (9.0, 0.0)]);
         assert_eq!(redundancy(&p, &[0, 1, 2, 3], 0.1), 0.5);
+        assert_eq!(
+            redundant(&p, &[0, 1, 2, 3], 0.1),
+            vec![true, true, false, false]
+        );
         assert_eq!(redundancy(&p, &[0, 2, 3], 0.1), 0.0);
         assert_eq!(redundancy(&p, &[0], 0.1), 0.0);
         // Strictly below tau.
@@ -441,6 +463,9 @@ mod tests {
         // Pairs within groups: 1, 2 (group 0), 4 (group 1); the 97 jump crosses groups.
         assert_eq!(consecutive_median(&p, &[0, 0, 0, 1, 1]), Some(2.0));
         assert_eq!(consecutive_median(&p, &[0, 1, 2, 3, 4]), None);
+        assert_eq!(consecutive_median_of(&p, &[0, 0, 0, 1, 1], 0), Some(1.5));
+        assert_eq!(consecutive_median_of(&p, &[0, 0, 0, 1, 1], 1), Some(4.0));
+        assert_eq!(consecutive_median_of(&p, &[0, 1, 0, 1, 1], 0), None);
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 

@@ -41,6 +41,11 @@ pub struct PolicyConfig {
     /// bank_frames` keeps for the novel stretch that follows. The budget stays a ceiling: kept
     /// frames never exceed `target_keep_ratio · frames seen` by more than four.
     pub bank_frames: u64,
+    /// Horizon (frames) of the running mean that novelty is divided by (`n' = novelty /
+    /// running mean`), ≥ 1. Shorter: a stretch whose embedding jitters (high novelty
+    /// throughout) stops outranking the stretches after it sooner; longer: a scene change keeps
+    /// its contrast against the stretch before it for longer.
+    pub novelty_horizon: u64,
     /// Per-frame probability of keeping a frame at random, in [0, 1]. Comes out of the same
     /// budget as value keeps, so keep it well below `target_keep_ratio`.
     pub explore_probability: f64,
@@ -78,6 +83,7 @@ impl Default for PolicyConfig {
             duplicate_radius: 0.2,
             // 10 minutes at 15 fps.
             bank_frames: 9000,
+            novelty_horizon: 256,
             explore_probability: 0.001,
             triggers: Vec::new(),
             rare_class_share: 0.02,
@@ -125,6 +131,9 @@ impl PolicyConfig {
                 "duplicate_radius",
                 format!("must be in [0, 2] (distances between unit vectors), got {d}"),
             ));
+        }
+        if self.novelty_horizon == 0 {
+            return Err(invalid("novelty_horizon", "must be >= 1"));
         }
         in_unit("rare_class_share", self.rare_class_share)?;
         let b = self.rare_class_boost;

@@ -7,7 +7,8 @@
 //!
 //! `value = u'^a · n'^(1-a)` — a weighted geometric mean of the floored frame uncertainty
 //! `u' = f + (1 - f)·u` (`u` in [0, 1], `f = uncertainty_floor`) and the relative novelty
-//! `n' = min(novelty / running mean of novelty, 8)`, with `a = uncertainty_weight`.
+//! `n' = min(novelty / running mean of novelty, 8)` (mean over the last
+//! `novelty_horizon` frames), with `a = uncertainty_weight`.
 //!
 //! * It needs both: a hard frame that duplicates what was kept (novelty near 0; uncertainty
 //!   alone would pick runs of near-identical hard frames) scores near 0, and a novel frame the
@@ -116,8 +117,6 @@ pub use config::{PolicyConfig, TriggerConfig};
 pub const WINDOW: usize = 512;
 /// Most reasons a decision records; further trigger / rare-class reasons are dropped.
 pub const MAX_REASONS: usize = 8;
-/// Horizon (frames) of the running mean that normalises novelty.
-const NOVELTY_HORIZON: u64 = 256;
 /// Inputs above this are clamped (keeps every intermediate finite).
 const NOVELTY_MAX: f32 = 1.0e6;
 /// Proportional horizon (frames) of the keep-ratio controller: `r_eff` moves by `deficit / GAIN_H`.
@@ -363,7 +362,7 @@ impl Policy {
         }
         let n_norm = normalise_novelty(novelty, self.novelty_mean);
         self.novelty_count += 1;
-        let horizon = self.novelty_count.min(NOVELTY_HORIZON) as f32;
+        let horizon = self.novelty_count.min(self.cfg.novelty_horizon) as f32;
         self.novelty_mean += (novelty - self.novelty_mean) / horizon;
         let floor = self.cfg.uncertainty_floor as f32;
         let base = frame_value(
@@ -670,6 +669,36 @@ mod tests {
     }
 
     #[test]
+    fn novelty_horizon_sets_how_long_a_stretch_of_high_novelty_outranks_the_next() {
+        // 300 frames at novelty 0.2, then 64 at 1.0 (a stretch whose embedding jitters): the
+        // value (uncertainty weight 0: value = relative novelty) at the end of the stretch is
+        // back near 1 with a short horizon, still well above it with the default.
+        let value_after_shift = |horizon: u64| {
+            let mut p = Policy::new(
+                PolicyConfig {
+                    uncertainty_weight: 0.0,
+                    novelty_horizon: horizon,
+                    ..value_only(0.05)
+                },
+                &[],
+            )
+            .unwrap();
+            let mut last = 0.0;
+            for i in 0..364u64 {
+                let n = if i < 300 { 0.2 } else { 1.0 };
+                last = p.decide(&facts(i * 100, 0.5, n, &[])).scores.value;
+            }
+            last
+        };
+        let (short, default) = (
+            value_after_shift(32),
+            value_after_shift(PolicyConfig::default().novelty_horizon),
+        );
+        assert!(short < 1.2, "{short}");
+        assert!(default > 2.0, "{default}");
+    }
+
+    #[test]
     fn first_frame_is_kept_to_seed_the_sketch_unless_an_earlier_run_kept_it() {
         let cfg = PolicyConfig {
             duplicate_radius: 0.3,
@@ -947,6 +976,7 @@ mod tests {
         bad(|c| c.explore_probability = 2.0, "explore_probability");
         bad(|c| c.rare_class_share = f64::NAN, "rare_class_share");
         bad(|c| c.rare_class_boost = 0.5, "rare_class_boost");
+        bad(|c| c.novelty_horizon = 0, "novelty_horizon");
         bad(
             |c| {
                 c.triggers.push(TriggerConfig {
