@@ -165,3 +165,80 @@ fn an_nnef_file_that_does_not_fit_its_manifest_is_refused() {
     assert!(e.to_string().contains("outputs"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sets `path`'s modification time `secs` seconds before now.
+fn age(path: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+#[test]
+fn the_model_specialised_for_the_camera_is_kept_beside_it_and_read_at_the_next_start() {
+    let m = Manifest::load(Path::new(MANIFEST)).unwrap();
+    let dir = temp_dir("nnef-specialised");
+    let frames = &frames()[..3];
+    let size = (frames[0].width, frames[0].height);
+    let symbolic = dir.join("int8.nnef.tar");
+    nnef::convert(&m, &m.model_path(Precision::Int8).unwrap(), &symbolic).unwrap();
+    let good = std::fs::read(&symbolic).unwrap();
+    age(&symbolic, 60);
+    let cache = dir.join("int8.416x256.nnef.tar");
+    assert_eq!(
+        nnef::specialised_path(&symbolic, (416, 256)),
+        Some(cache.clone())
+    );
+    let detect = || run(&m, &symbolic, Precision::Int8, Some(size), frames);
+    // Detections when only the specialised file can be read: the symbolic one is garbage
+    // (older than the specialised one, so not a re-converted model), then restored.
+    let detect_from_cache_only = || {
+        std::fs::write(&symbolic, b"not a tar").unwrap();
+        age(&symbolic, 60);
+        let r = detect();
+        std::fs::write(&symbolic, &good).unwrap();
+        age(&symbolic, 60);
+        r
+    };
+
+    // The first start specialises the symbolic file and writes the result beside it.
+    assert!(!cache.exists());
+    let first = detect();
+    assert!(first.iter().map(|(d, _)| d.len()).sum::<usize>() > 3);
+    assert!(
+        nnef::is_fresh(&cache, &symbolic),
+        "{} written",
+        cache.display()
+    );
+
+    // The next start reads the specialised file, with the same results to the bit.
+    assert!(detect_from_cache_only() == first);
+
+    // A damaged specialised file is logged and rebuilt from the symbolic one.
+    let len = std::fs::metadata(&cache).unwrap().len() as usize;
+    let bytes = std::fs::read(&cache).unwrap();
+    std::fs::write(&cache, &bytes[..len / 2]).unwrap();
+    assert!(detect() == first);
+    assert!(detect_from_cache_only() == first, "rebuilt whole");
+
+    // A symbolic file newer than the specialised one (a re-converted model) makes it stale: it
+    // is not read (garbage here would fail the load) but written again.
+    std::fs::write(&cache, b"stale").unwrap();
+    age(&cache, 120);
+    assert!(!nnef::is_fresh(&cache, &symbolic));
+    assert!(detect() == first);
+    assert!(nnef::is_fresh(&cache, &symbolic));
+    assert!(detect_from_cache_only() == first);
+
+    // No temporary file is left behind.
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["int8.416x256.nnef.tar", "int8.nnef.tar"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
