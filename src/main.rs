@@ -395,11 +395,7 @@ fn cmd_export(argv: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// `edgesieve inspect DIR`: one JSON line per intact entry (its record plus `"id"`, and
-/// `"context"` listing its context frames when it has any), oldest
-/// first; then one line `{"quarantined": "<file>", "reason": "..."}` per file in the spool's
-/// `quarantine/` directory. Damaged entries and entry-named non-files are skipped with a warning
-/// on stderr. Reads only; needs no lock.
+/// `edgesieve convert`: the NNEF form of the manifest's ONNX files (a build with `onnx`).
 #[cfg(feature = "onnx")]
 fn cmd_convert(argv: &[String]) -> Result<(), String> {
     let args = Args::parse(argv, &["--model", "--precision"], &[]).map_err(err)?;
@@ -445,6 +441,11 @@ fn cmd_convert(_argv: &[String]) -> Result<(), String> {
     )
 }
 
+/// `edgesieve inspect DIR`: one JSON line per intact entry (its record plus `"id"`, and
+/// `"context"` listing its context frames when it has any), oldest
+/// first; then one line `{"quarantined": "<file>", "reason": "..."}` per file in the spool's
+/// `quarantine/` directory. Damaged entries and entry-named non-files are skipped with a warning
+/// on stderr. Reads only; needs no lock.
 fn cmd_inspect(argv: &[String]) -> Result<(), String> {
     let args = Args::parse(argv, &[], &[]).map_err(err)?;
     let [dir] = args.positionals.as_slice() else {

@@ -120,14 +120,7 @@ impl Default for DetectorOptions {
 /// pad, not 182): a fully convolutional detector runs the same weights on 38% fewer cells.
 pub fn input_shape_for(manifest: &Manifest, frame: (u32, u32)) -> (u32, u32) {
     let (max_w, max_h) = (manifest.input.width, manifest.input.height);
-    let stride = manifest
-        .output
-        .strides
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let stride = nnef::cell(manifest);
     let lb = Letterbox::new(frame.0.max(1), frame.1.max(1), max_w, max_h);
     // At least half a stride of padding past the picture: YOLOX was trained on letterboxed
     // frames, and with only KITTI's 3 rows of pad (125 rows of picture in 128) its car recall

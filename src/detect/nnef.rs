@@ -10,6 +10,13 @@
 //! ([`crate::detect::model::input_shape_for`]) and optimises, as it does for an ONNX file, so one
 //! file serves every camera.
 //!
+//! Binding the shape and decluttering the 1,135-node symbolic graph is half the start-up, so the
+//! first start for a camera shape writes the result beside the symbolic file
+//! ([`specialised_path`], e.g. `yolox_nano.int8.416x256.nnef.tar`, ~950 statements) and later
+//! starts read that (while it is not older than the symbolic file, [`is_fresh`]). It is a plain
+//! NNEF file of the same ops, valid on every architecture; a damaged one is rebuilt, and a
+//! read-only model directory only means every start specialises again.
+//!
 //! tract's registries have no NNEF form for the int8 model's `QuantizeLinear`/`DequantizeLinear`
 //! boundary ops (tract-core's `QuantizeLinearU8`/`I8` and `DequantizeLinearF32`) nor for the
 //! 256-byte lookup tables its optimiser makes of a quantized activation (`LookupTable`, the int8
@@ -33,8 +40,9 @@ pub const WIDTH_SYMBOL: &str = "w";
 /// Model property of the NNEF files: the input height and width the ONNX file declared.
 pub const DECLARED_INPUT_HW: &str = "edgesieve.declared_input_hw";
 
-/// The unit of the symbolic input height and width: the manifest's largest stride (every input
-/// shape the detector runs is a multiple of it, see [`crate::detect::model::input_shape_for`]).
+/// The unit of the symbolic input height and width: the manifest's largest stride, at least 1
+/// (every input shape the detector runs is a multiple of it, see
+/// [`crate::detect::model::input_shape_for`]).
 pub fn cell(manifest: &crate::detect::manifest::Manifest) -> u32 {
     manifest
         .output
