@@ -436,21 +436,14 @@ pub fn optimized_model(
     shape: (u32, u32),
 ) -> Result<TypedModel, DetectorError> {
     let started = std::time::Instant::now();
-    // An NNEF model comes decluttered (nnef_model); tract's into_optimized would declutter it
-    // again, a no-op that costs ~0.5 G instructions, a quarter of the start-up.
-    let (mut typed, decluttered) = if nnef::is_nnef(path) {
-        (nnef_model(manifest, path, shape)?, true)
+    let model = if nnef::is_nnef(path) {
+        nnef_model(manifest, path, shape)?
     } else {
-        (onnx_typed_model(manifest, path, shape)?, false)
+        onnx_typed_model(manifest, path, shape)?
     };
     let parsed = started.elapsed();
-    if !decluttered {
-        typed
-            .declutter()
-            .map_err(|e| load_err(path, format!("{e:#}")))?;
-    }
-    typed
-        .optimize()
+    let typed = model
+        .into_optimized()
         .map_err(|e| load_err(path, format!("{e:#}")))?;
     log::debug!(
         "model {}: parsed in {:.0} ms, specialised for {}x{} and optimised in {:.0} ms",
@@ -620,67 +613,15 @@ pub(crate) fn onnx_model(
     Ok(model)
 }
 
-/// The NNEF file at `path` (written by [`nnef::convert`]) specialised for `shape` (width, height),
-/// decluttered. The first load of a symbolic file for a shape writes the result beside it
-/// ([`nnef::specialised_path`]); later loads read that instead while it is not older than the
-/// symbolic file. A specialised file that cannot be read is logged and rebuilt; one that cannot be
-/// written (a read-only model directory) only costs the next start its time.
+/// The NNEF file at `path` (written by [`nnef::convert`]), checked against `manifest` (one input
+/// of 1x3xHxW, as many outputs as the manifest names) and specialised for `shape` (width,
+/// height): its height and width symbols bound, or, where the file has numbers, those numbers
+/// checked.
 fn nnef_model(
     manifest: &Manifest,
     path: &Path,
     shape: (u32, u32),
 ) -> Result<TypedModel, DetectorError> {
-    let cache = nnef::specialised_path(path, shape);
-    if let Some(cache) = cache.as_deref().filter(|c| nnef::is_fresh(c, path)) {
-        match read_nnef(manifest, cache, shape) {
-            Ok((model, _)) => return Ok(model),
-            Err(e) => log::warn!("{e}; reading {} instead", path.display()),
-        }
-    }
-    let (model, symbolic) = read_nnef(manifest, path, shape)?;
-    let started = std::time::Instant::now();
-    let model = model
-        .into_decluttered()
-        .map_err(|e| load_err(path, format!("{e:#}")))?;
-    log::debug!(
-        "model {}: decluttered for {}x{} in {:.0} ms",
-        path.display(),
-        shape.0,
-        shape.1,
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    if let (true, Some(cache)) = (symbolic, cache) {
-        // Every shape is a number now: the symbols' assertions (`h >= 1`) would only be written
-        // to constrain nothing, and the reader warns about that.
-        let mut model = model.clone();
-        model.symbols = SymbolScope::default();
-        match nnef::write_tar(&model, &cache) {
-            Ok(()) => log::info!(
-                "wrote {} ({}x{}): later starts read it instead of {}",
-                cache.display(),
-                shape.0,
-                shape.1,
-                path.display()
-            ),
-            Err(e) => log::info!(
-                "cannot write {} (each start specialises {} again): {e}",
-                cache.display(),
-                path.display()
-            ),
-        }
-    }
-    Ok(model)
-}
-
-/// The NNEF file at `path`, checked against `manifest` (one input of 1x3xHxW, as many outputs as
-/// the manifest names) and specialised for `shape` (width, height): its height and width symbols
-/// bound, or, where the file has numbers, those numbers checked. Also says whether the file's
-/// input size was symbolic.
-fn read_nnef(
-    manifest: &Manifest,
-    path: &Path,
-    shape: (u32, u32),
-) -> Result<(TypedModel, bool), DetectorError> {
     let started = std::time::Instant::now();
     let model = nnef::framework()
         .model_for_path(path)
@@ -758,16 +699,14 @@ fn read_nnef(
             format!("{w}x{h}"),
         ));
     }
-    let symbolic = dims[2].to_i64().is_err() || dims[3].to_i64().is_err();
     let (h, w) = (h / cell, w / cell);
     let subs: HashMap<Symbol, TDim> = [(nnef::HEIGHT_SYMBOL, h), (nnef::WIDTH_SYMBOL, w)]
         .into_iter()
         .map(|(name, v)| (model.symbols.sym(name), v.into()))
         .collect();
-    let model = model
+    model
         .set_symbols(&subs)
-        .map_err(|e| load_err(path, format!("{e:#}")))?;
-    Ok((model, symbolic))
+        .map_err(|e| load_err(path, format!("{e:#}")))
 }
 
 #[cfg(test)]

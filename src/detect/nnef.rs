@@ -10,13 +10,6 @@
 //! ([`crate::detect::model::input_shape_for`]) and optimises, as it does for an ONNX file, so one
 //! file serves every camera.
 //!
-//! Binding the shape and decluttering the 1,135-node symbolic graph is half the start-up, so the
-//! first start for a camera shape writes the result beside the symbolic file
-//! ([`specialised_path`], e.g. `yolox_nano.int8.416x256.nnef.tar`, ~950 statements) and later
-//! starts read that (while it is not older than the symbolic file, [`is_fresh`]). It is a plain
-//! NNEF file of the same ops, valid on every architecture; a damaged one is rebuilt, and a
-//! read-only model directory only means every start specialises again.
-//!
 //! tract's registries have no NNEF form for the int8 model's `QuantizeLinear`/`DequantizeLinear`
 //! boundary ops (tract-core's `QuantizeLinearU8`/`I8` and `DequantizeLinearF32`) nor for the
 //! 256-byte lookup tables its optimiser makes of a quantized activation (`LookupTable`, the int8
@@ -255,7 +248,7 @@ pub fn convert(
             path: onnx.to_path_buf(),
         });
     }
-    let convert_err = |e: &std::io::Error| DetectorError::Convert {
+    let convert_err = |e: &dyn std::fmt::Display| DetectorError::Convert {
         path: out.to_path_buf(),
         message: format!("{e:#}"),
     };
@@ -269,53 +262,18 @@ pub fn convert(
     model
         .properties
         .insert(DECLARED_INPUT_HW.into(), rctensor1(&[h, w]));
-    write_tar(&model, out).map_err(|e| convert_err(&e))
-}
-
-/// Writes `model` to `out` as an uncompressed `.nnef.tar` (the device needs no gzip) with fixed
-/// file times, through a temporary file beside it that is synced and renamed into place: a
-/// reader sees the old file or the whole new one, and two processes writing the same file at
-/// once do not mix their bytes.
-pub fn write_tar(model: &TypedModel, out: &Path) -> std::io::Result<()> {
-    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let mut part = out.as_os_str().to_owned();
-    part.push(format!(
-        ".{}-{}.part",
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    part.push(".part");
     let part = std::path::PathBuf::from(part);
-    let written = std::fs::File::create(&part).and_then(|file| {
-        let file = framework()
-            .write_to_tar_with_config(model, std::io::BufWriter::new(file), false, true)
-            .map_err(|e| std::io::Error::other(format!("{e:#}")))?
-            .into_inner()
-            .map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&part, out)
-    });
+    let file = std::fs::File::create(&part).map_err(|e| convert_err(&e))?;
+    let written = framework()
+        .write_to_tar_with_config(&model, std::io::BufWriter::new(file), false, true)
+        .map_err(|e| convert_err(&e))
+        .and_then(|w| w.into_inner().map_err(|e| convert_err(&e.into_error())))
+        .and_then(|f| f.sync_all().map_err(|e| convert_err(&e)))
+        .and_then(|()| std::fs::rename(&part, out).map_err(|e| convert_err(&e)));
     if written.is_err() {
         let _ = std::fs::remove_file(&part);
     }
     written
-}
-
-/// Where the detector keeps the NNEF file at `path` specialised for an input of `shape` (width,
-/// height): `<stem>.<W>x<H>.nnef.tar` beside it, e.g. `yolox_nano.int8.416x256.nnef.tar`.
-/// Reading that file skips the symbolic file's larger graph and the decluttering after the
-/// shape is bound, most of the start-up. None when `path` is not a `.nnef.tar` file.
-pub fn specialised_path(path: &Path, shape: (u32, u32)) -> Option<std::path::PathBuf> {
-    let name = path.file_name()?.to_str()?;
-    let stem = name.strip_suffix(".nnef.tar")?;
-    Some(path.with_file_name(format!("{stem}.{}x{}.nnef.tar", shape.0, shape.1)))
-}
-
-/// Whether the specialised file `cache` may stand for `source`: it exists and is not older than
-/// `source` (a re-converted model makes its specialised files stale).
-pub fn is_fresh(cache: &Path, source: &Path) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (modified(cache), modified(source)) {
-        (Some(c), Some(s)) => c >= s,
-        _ => false,
-    }
 }
