@@ -320,6 +320,19 @@ impl Manifest {
             .sum()
     }
 
+    /// The largest output stride, at least 1: every input shape the detector runs is a multiple
+    /// of it ([`crate::detect::model::input_shape_for`]), and the NNEF files count their symbolic
+    /// height and width in it.
+    pub fn largest_stride(&self) -> u32 {
+        self.output
+            .strides
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+
     pub fn num_classes(&self) -> usize {
         self.classes.len()
     }

@@ -120,7 +120,7 @@ impl Default for DetectorOptions {
 /// pad, not 182): a fully convolutional detector runs the same weights on 38% fewer cells.
 pub fn input_shape_for(manifest: &Manifest, frame: (u32, u32)) -> (u32, u32) {
     let (max_w, max_h) = (manifest.input.width, manifest.input.height);
-    let stride = nnef::cell(manifest);
+    let stride = manifest.largest_stride();
     let lb = Letterbox::new(frame.0.max(1), frame.1.max(1), max_w, max_h);
     // At least half a stride of padding past the picture: YOLOX was trained on letterboxed
     // frames, and with only KITTI's 3 rows of pad (125 rows of picture in 128) its car recall
@@ -571,7 +571,7 @@ pub(crate) fn onnx_model(
             // Symbolic: counted in cells of the largest stride (every input shape is a multiple
             // of it), so that halving the input (YOLOX's Focus) and the strided convs give
             // whole multiples of a symbol, which tract can equate across branches.
-            let cell = TDim::from(nnef::cell(manifest) as i64);
+            let cell = TDim::from(manifest.largest_stride() as i64);
             // Positive: lets tract reduce (16·h + 7) / 8 to 2·h (a strided conv's output).
             for sym in [nnef::HEIGHT_SYMBOL, nnef::WIDTH_SYMBOL] {
                 model
@@ -690,7 +690,7 @@ fn nnef_model(
             model.outputs.len().to_string(),
         ));
     }
-    let cell = nnef::cell(manifest) as i64;
+    let cell = manifest.largest_stride() as i64;
     if h % cell != 0 || w % cell != 0 {
         return Err(mismatch(
             path,

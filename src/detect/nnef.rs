@@ -26,26 +26,14 @@ use tract_core::ops::quant::{
 use tract_nnef::internal::*;
 
 /// Names of the symbols of the input's height and width in the NNEF files, counted in cells of
-/// the manifest's largest stride ([`cell`]): the input is 1x3x(32·h)x(32·w) for YOLOX.
+/// the manifest's largest stride
+/// ([`Manifest::largest_stride`](crate::detect::manifest::Manifest::largest_stride)): the input
+/// is 1x3x(32·h)x(32·w) for YOLOX.
 pub const HEIGHT_SYMBOL: &str = "h";
 pub const WIDTH_SYMBOL: &str = "w";
 
 /// Model property of the NNEF files: the input height and width the ONNX file declared.
 pub const DECLARED_INPUT_HW: &str = "edgesieve.declared_input_hw";
-
-/// The unit of the symbolic input height and width: the manifest's largest stride, at least 1
-/// (every input shape the detector runs is a multiple of it, see
-/// [`crate::detect::model::input_shape_for`]).
-pub fn cell(manifest: &crate::detect::manifest::Manifest) -> u32 {
-    manifest
-        .output
-        .strides
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1)
-}
 
 /// Whether `path` names an NNEF model (`.nnef.tar` or `.nnef` directory) rather than ONNX.
 pub fn is_nnef(path: &Path) -> bool {

@@ -177,6 +177,10 @@ struct Spaces<'a> {
     uncertainty: &'a [f32],
     clip_of: &'a [usize],
     tau: f32,
+    /// [`steadiness`] of the embedding and of the descriptor, computed once for the per-clip
+    /// table and the targets.
+    steady_emb: Option<(f32, f32, f32)>,
+    steady_desc: Option<(f32, f32, f32)>,
 }
 
 fn figures(s: &Spaces, selected: &[usize]) -> Figures {
@@ -231,6 +235,8 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
         uncertainty: &unc,
         clip_of: &run.clip_of,
         tau,
+        steady_emb: steadiness(&emb, &run.clip_of, opts.seed),
+        steady_desc: steadiness(&desc, &run.clip_of, opts.seed),
     };
     let ours: Vec<usize> = (0..n).filter(|&i| run.frames[i].kept).collect();
     let k = ours.len();
@@ -305,10 +311,8 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
     );
     // Per-clip steadiness: the clip's median consecutive distance over the median cross-clip
     // distance of the whole drive (which clips jitter, in either space).
-    let cross = |points: &[Vec<f32>]| {
-        steadiness(points, &run.clip_of, opts.seed).map(|(_, _, cross)| cross)
-    };
-    let (cross_emb, cross_desc) = (cross(&emb), cross(&desc));
+    let cross = |steady: Option<(f32, f32, f32)>| steady.map(|(_, _, cross)| cross);
+    let (cross_emb, cross_desc) = (cross(s.steady_emb), cross(s.steady_desc));
     let steady = |points: &[Vec<f32>], cross: Option<f32>, c: usize| match (
         metrics::consecutive_median_of(points, &run.clip_of, c),
         cross,
@@ -528,8 +532,8 @@ fn selection_targets(
             verdict(lo >= 0.9 && hi <= 1.1)
         ));
     }
-    for (name, points) in [("embedding", s.emb), ("descriptor", s.desc)] {
-        if let Some((ratio, consecutive, cross)) = steadiness(points, s.clip_of, opts.seed) {
+    for (name, steady) in [("embedding", s.steady_emb), ("descriptor", s.steady_desc)] {
+        if let Some((ratio, consecutive, cross)) = steady {
             out.line(format!(
                 "  {name}: consecutive / cross-clip distance {ratio:.3} (medians {consecutive:.3} / {cross:.3}){}",
                 if name == "embedding" {

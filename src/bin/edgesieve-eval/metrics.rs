@@ -166,18 +166,23 @@ pub fn redundant(points: &[Vec<f32>], selected: &[usize], tau: f32) -> Vec<bool>
 /// Median of the distances between consecutive points of the same group (clip). None when no
 /// two consecutive points share a group.
 pub fn consecutive_median(points: &[Vec<f32>], group: &[usize]) -> Option<f32> {
-    let d: Vec<f32> = (1..points.len().min(group.len()))
-        .filter(|&i| group[i] == group[i - 1])
-        .map(|i| dist(&points[i], &points[i - 1]))
-        .collect();
-    median(d)
+    consecutive_median_where(points, group, |_| true)
 }
 
 /// Median distance between consecutive points that both belong to group `g`. None when the
 /// group has no consecutive pair.
 pub fn consecutive_median_of(points: &[Vec<f32>], group: &[usize], g: usize) -> Option<f32> {
+    consecutive_median_where(points, group, |gi| gi == g)
+}
+
+/// Median distance between consecutive points of the same group, for the groups `keep` takes.
+fn consecutive_median_where(
+    points: &[Vec<f32>],
+    group: &[usize],
+    keep: impl Fn(usize) -> bool,
+) -> Option<f32> {
     let d: Vec<f32> = (1..points.len().min(group.len()))
-        .filter(|&i| group[i] == g && group[i - 1] == g)
+        .filter(|&i| group[i] == group[i - 1] && keep(group[i]))
         .map(|i| dist(&points[i], &points[i - 1]))
         .collect();
     median(d)
