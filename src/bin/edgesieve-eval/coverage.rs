@@ -3,14 +3,11 @@
 //! part 5 (the report folder: timeline.svg and contact_sheet.jpg).
 
 use crate::data::{self, Clip};
+use crate::detected::{detect_source, select_replay, Detected};
 use crate::metrics::{self, Coverage};
-use crate::replay::{new_pipeline, replay, replay_keep};
 use crate::{data_dir, open_source, report, verdict, Options, Out, TMO_DIR};
-use edgesieve::run::pipeline::{FrameOutcome, Pipeline};
 use edgesieve::run::ReasonCounts;
 use edgesieve::select::{FrameSketch, SeenSketch};
-use edgesieve::source::Frame;
-use edgesieve::store::Discard;
 use edgesieve::util::rng::SplitMix64;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,30 +32,19 @@ struct FrameRecord {
     select: Duration,
 }
 
-fn record(pipeline: &Pipeline<Discard>, frame: &Frame, o: &FrameOutcome) -> FrameRecord {
-    FrameRecord {
-        name: frame.name.clone(),
-        embedding: pipeline.selector().embedding().to_vec(),
-        descriptor: data::descriptor(frame),
-        uncertainty: o.uncertainty.value,
-        novelty: o.decision.scores.novelty,
-        value: o.decision.scores.value,
-        threshold: o.decision.scores.threshold,
-        kept: o.stored,
-        detect: o.detect_time,
-        select: o.select_time,
-    }
-}
-
 pub struct TmoRun {
     frames: Vec<FrameRecord>,
+    /// What the detector made of each frame, for the second pass.
+    detected: Vec<Detected>,
     clips: Vec<Clip>,
     /// Clip index of each frame (clips.len() for a frame outside every clip).
     clip_of: Vec<usize>,
-    thumbs: Vec<image::RgbImage>,
     /// Kept frames by reason.
     reasons: ReasonCounts,
+    /// Wall time of the detection replay.
     wall: Duration,
+    /// The detections came from the cache (`--cache`).
+    cached: bool,
     /// What the first pass kept, as `run` saves it in the spool.
     sketch: Box<FrameSketch>,
     /// Every frame the first pass saw, as `run` saves it in the spool.
@@ -71,23 +57,37 @@ pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
     let dir = data_dir(&opts.data, &format!("{TMO_DIR}/frames"))?;
     let clips = data::load_clips(&opts.data.join(TMO_DIR).join("clips.json"))?;
     let mut source = open_source(&dir, TMO_FPS)?;
-    let pipeline = new_pipeline(opts, source.as_ref())?;
     eprintln!("part 1: replaying {} …", source.describe());
-    let mut frames = Vec::with_capacity(source.len_hint().unwrap_or(0));
-    let mut thumbs = Vec::new();
     let start_ms = opts.config.input.start_ms;
-    let (summary, pipeline) =
-        replay_keep(pipeline, source.as_mut(), start_ms, |pipeline, frame, o| {
-            if o.stored && thumbs.len() < SHEET_MAX {
-                if let Some(t) = report::thumbnail(frame) {
-                    thumbs.push(t);
-                }
-            }
-            frames.push(record(pipeline, frame, o));
-        })?;
-    if frames.is_empty() {
+    let detected = detect_source(opts, source.as_mut(), "", start_ms)?;
+    if detected.frames.is_empty() {
         return Err(format!("{}: no frame could be decoded", dir.display()));
     }
+    let mut frames = Vec::with_capacity(detected.frames.len());
+    let mut reasons = ReasonCounts::default();
+    let selector = select_replay(opts, &detected.frames, None, |i, s| {
+        let d = &detected.frames[i];
+        let scores = &s.selection.decision.scores;
+        if s.kept {
+            s.selection
+                .decision
+                .reasons
+                .iter()
+                .for_each(|r| reasons.add(r));
+        }
+        frames.push(FrameRecord {
+            name: d.name.clone(),
+            embedding: s.selector.embedding().to_vec(),
+            descriptor: d.descriptor.clone(),
+            uncertainty: s.selection.uncertainty.value,
+            novelty: scores.novelty,
+            value: scores.value,
+            threshold: scores.threshold,
+            kept: s.kept,
+            detect: d.detect,
+            select: s.select,
+        });
+    })?;
     let clip_of = frames
         .iter()
         .map(|f| {
@@ -100,11 +100,12 @@ pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
         frames,
         clips,
         clip_of,
-        thumbs,
-        reasons: summary.tally.reasons,
-        wall: summary.elapsed,
-        sketch: Box::new(pipeline.selector().sketch().clone()),
-        seen: Box::new(pipeline.selector().seen().clone()),
+        reasons,
+        wall: detected.wall,
+        cached: detected.cached,
+        sketch: Box::new(selector.sketch().clone()),
+        seen: Box::new(selector.seen().clone()),
+        detected: detected.frames,
         second: None,
     })
 }
@@ -113,18 +114,13 @@ pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
 /// it saw, as a second `run` on the same spool does): a car driving its daily commute. Records
 /// which frames it keeps.
 pub fn second_pass(opts: &Options, run: &mut TmoRun) -> Result<(), String> {
-    let dir = data_dir(&opts.data, &format!("{TMO_DIR}/frames"))?;
-    let mut source = open_source(&dir, TMO_FPS)?;
-    let mut pipeline = new_pipeline(opts, source.as_ref())?;
-    *pipeline.selector_mut().sketch_mut() = (*run.sketch).clone();
-    pipeline.selector_mut().set_seen_before(run.seen.clone());
-    eprintln!("part 1: replaying the same drive again from the saved sketch …");
+    eprintln!("part 1: the same drive again from the saved sketch …");
     let mut kept = Vec::with_capacity(run.frames.len());
-    replay(
-        pipeline,
-        source.as_mut(),
-        opts.config.input.start_ms,
-        |_, _, o| kept.push(o.stored),
+    select_replay(
+        opts,
+        &run.detected,
+        Some((&run.sketch, &run.seen)),
+        |_, s| kept.push(s.kept),
     )?;
     run.second = Some(kept);
     Ok(())
@@ -582,8 +578,13 @@ pub fn cost_table(run: &TmoRun, out: &mut Out) {
         .fold(0.0, f64::max);
     out.line("");
     out.line(format!(
-        "== 4. Cost ({TMO_DIR} run, {} frames)",
-        run.frames.len()
+        "== 4. Cost ({TMO_DIR} run, {} frames{})",
+        run.frames.len(),
+        if run.cached {
+            "; detect times and throughput from the run that wrote the --cache"
+        } else {
+            ""
+        }
     ));
     out.line(format!(
         "  detect (preprocess + inference + decode)   {:>9.2} ms/frame",
@@ -641,9 +642,35 @@ pub fn write_report(opts: &Options, run: &TmoRun) -> Result<Vec<PathBuf>, String
     let svg_path = dir.join("timeline.svg");
     std::fs::write(&svg_path, svg)
         .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
+    // The kept frames, read again from their files.
+    let frames_dir = data_dir(&opts.data, &format!("{TMO_DIR}/frames"))?;
+    let thumbs: Vec<_> = run
+        .frames
+        .iter()
+        .filter(|f| f.kept)
+        .take(SHEET_MAX)
+        .filter_map(|f| report::thumbnail_of_file(&frames_dir.join(&f.name)))
+        .collect();
     let sheet_path = dir.join("contact_sheet.jpg");
-    report::contact_sheet(&run.thumbs)
+    report::contact_sheet(&thumbs)
         .save(&sheet_path)
         .map_err(|e| format!("cannot write {}: {e}", sheet_path.display()))?;
-    Ok(vec![svg_path, sheet_path])
+    // Every frame's scores, for a closer look than the timeline gives.
+    let mut csv = String::from("frame,clip,uncertainty,novelty,value,threshold,kept\n");
+    for (f, &c) in run.frames.iter().zip(&run.clip_of) {
+        let clip = run.clips.get(c).map_or("-", |c| c.clip.as_str());
+        csv.push_str(&format!(
+            "{},{clip},{:.4},{:.4},{:.4},{:.4},{}\n",
+            f.name,
+            f.uncertainty,
+            f.novelty,
+            f.value,
+            f.threshold,
+            u8::from(f.kept)
+        ));
+    }
+    let csv_path = dir.join("frames.csv");
+    std::fs::write(&csv_path, csv)
+        .map_err(|e| format!("cannot write {}: {e}", csv_path.display()))?;
+    Ok(vec![svg_path, sheet_path, csv_path])
 }

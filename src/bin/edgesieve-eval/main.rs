@@ -6,12 +6,14 @@
 //!
 //! Each part replays its frames with [`replay::replay`] (the library's job loop over the
 //! pipeline) and records what its figures need: [`coverage`] (part 1, with 4 cost and 5 report),
-//! [`rare`] (part 2) and [`errors`] (part 3). [`coco`] reads the KITTI labels (shared with
+//! [`rare`] (part 2) and [`errors`] (part 3). Parts 1 and 2 detect each frame once and replay
+//! the library's selector over the records as often as they need ([`detected`]). [`coco`] reads the KITTI labels (shared with
 //! tests/detector_kitti.rs).
 
 mod coco;
 mod coverage;
 mod data;
+mod detected;
 mod errors;
 mod metrics;
 mod rare;
@@ -32,6 +34,7 @@ edgesieve-eval — how well the frame selection does, beside baselines of the sa
 USAGE:
   edgesieve-eval [--ratio R] [--data DIR] [--report DIR] [--config FILE] [--model FILE]
                  [--precision int8|fp32] [--threads N] [--seed S] [--only coverage|rare|errors]
+                 [--cache DIR]
 
   --ratio R       target keep ratio (default 0.05); hard caps are switched off
   --data DIR      data root (default ../shared/data)
@@ -42,6 +45,8 @@ USAGE:
   --threads N     inference threads (default 1)
   --seed S        seed of the random baselines and of the splice positions (default 1)
   --only PART     coverage (with cost and report), rare or errors
+  --cache DIR     keep each source's detections in DIR and reuse them on the next run with
+                  the same model files and detector settings (selection runs again)
 
 Parts: 1 coverage/redundancy on drive-tmo324-lane-detecting; 2 recall of 12 night/rain frames
 of conditions-mixed spliced into drive-udacity-lanelines; 3 error capture on
@@ -89,6 +94,8 @@ struct Options {
     report: PathBuf,
     seed: u64,
     only: Option<Part>,
+    /// Where detections are cached ([`detected`]).
+    cache: Option<PathBuf>,
     /// Configuration of every pipeline (policy caps off, ratio set).
     config: Config,
     manifest: PathBuf,
@@ -111,6 +118,7 @@ fn parse_options(argv: &[String]) -> Result<Options, String> {
         "--threads",
         "--seed",
         "--only",
+        "--cache",
     ];
     let args = Args::parse(argv, &flags, &[]).map_err(err)?;
     if let Some(extra) = args.positionals.first() {
@@ -151,6 +159,7 @@ fn parse_options(argv: &[String]) -> Result<Options, String> {
         report: PathBuf::from(args.value("--report").unwrap_or("report")),
         seed: args.parsed("--seed").map_err(err)?.unwrap_or(1),
         only,
+        cache: args.value("--cache").map(PathBuf::from),
         config,
         manifest: manifest::default_manifest_path(),
     })

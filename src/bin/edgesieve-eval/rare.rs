@@ -1,10 +1,12 @@
 //! Part 2, recall of rare frames: the night and rain frames of conditions-mixed spliced at seeded
 //! positions into the day frames of drive-udacity-lanelines, replayed as one stream.
 
-use crate::replay::{new_pipeline, replay};
+use crate::detected::{detect_source, select_replay};
 use crate::{data_dir, metrics, open_source, Options, Out, RARE_DIR, UDACITY_DIR};
 use edgesieve::source::{frame_time_ms, Frame, FrameSource, SourceError};
 use edgesieve::util::rng::SplitMix64;
+use std::collections::HashSet;
+use std::path::Path;
 
 /// Udacity frames: every 2nd frame of 25 fps video, 80 ms apart; the spliced stream keeps
 /// that rate.
@@ -57,6 +59,7 @@ impl Spliced {
     }
 
     /// Positions of the rare frames handed out so far, ascending.
+    #[cfg(test)]
     fn rare_positions(&self) -> &[usize] {
         &self.rare_at
     }
@@ -129,6 +132,15 @@ impl FrameSource for Spliced {
     }
 }
 
+/// The names of the files in `dir`.
+fn file_names(dir: &Path) -> Result<HashSet<String>, String> {
+    let err = |e: std::io::Error| format!("cannot list {}: {e}", dir.display());
+    std::fs::read_dir(dir)
+        .map_err(err)?
+        .map(|e| Ok(e.map_err(err)?.file_name().to_string_lossy().into_owned()))
+        .collect()
+}
+
 pub fn rare_recall(opts: &Options, out: &mut Out) -> Result<(), String> {
     let day_dir = data_dir(&opts.data, &format!("{UDACITY_DIR}/frames"))?;
     let rare_dir = data_dir(&opts.data, &format!("{RARE_DIR}/images"))?;
@@ -142,26 +154,37 @@ pub fn rare_recall(opts: &Options, out: &mut Out) -> Result<(), String> {
     let positions = splice_positions(n_day, n_rare, opts.seed);
     let mut source = Spliced::new(day, rare, positions);
     eprintln!("part 2: replaying {} …", source.describe());
-    let pipeline = new_pipeline(opts, &source)?;
+    let detected = detect_source(opts, &mut source, &format!("seed {}", opts.seed), 0)?;
+    let rare_names = file_names(&rare_dir)?;
+    if let Some(both) = file_names(&day_dir)?.intersection(&rare_names).next() {
+        return Err(format!(
+            "{both} is in both {} and {}: the spliced frames are told apart by name",
+            day_dir.display(),
+            rare_dir.display()
+        ));
+    }
     let mut kept = Vec::new();
     let mut embeddings = Vec::new();
     let mut scores: Vec<[f32; 3]> = Vec::new();
-    // Name and threshold of every frame, for the rows of the rare ones.
-    let mut rows: Vec<(String, f32)> = Vec::new();
-    replay(pipeline, &mut source, 0, |pipeline, frame, o| {
-        kept.push(o.stored);
-        embeddings.push(pipeline.selector().embedding().to_vec());
-        let sc = o.decision.scores;
-        scores.push([o.uncertainty.value, sc.novelty, sc.value]);
-        rows.push((frame.name.clone(), sc.threshold));
+    // Threshold of every frame, for the rows of the rare ones.
+    let mut thresholds = Vec::new();
+    select_replay(opts, &detected.frames, None, |_, s| {
+        kept.push(s.kept);
+        embeddings.push(s.selector.embedding().to_vec());
+        let sc = s.selection.decision.scores;
+        scores.push([s.selection.uncertainty.value, sc.novelty, sc.value]);
+        thresholds.push(sc.threshold);
     })?;
-    let mut is_rare = vec![false; kept.len()];
-    let mut rare_rows = Vec::new();
-    for &index in source.rare_positions() {
-        is_rare[index] = true;
-        let (name, threshold) = &rows[index];
-        rare_rows.push((index, name.clone(), *threshold, kept[index]));
-    }
+    // The spliced frames, by name (the cache does not replay the splice).
+    let is_rare: Vec<bool> = detected
+        .frames
+        .iter()
+        .map(|f| rare_names.contains(&f.name))
+        .collect();
+    let rare_rows: Vec<(usize, String, f32, bool)> = (0..kept.len())
+        .filter(|&i| is_rare[i])
+        .map(|i| (i, detected.frames[i].name.clone(), thresholds[i], kept[i]))
+        .collect();
     let n = kept.len();
     let rare_idx: Vec<usize> = (0..n).filter(|&i| is_rare[i]).collect();
     let spliced = rare_idx.len();

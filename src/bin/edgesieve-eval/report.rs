@@ -1,8 +1,7 @@
 //! The report folder: a hand-written SVG timeline of the scores, a contact sheet of the kept
 //! frames, and the printed tables.
 
-use edgesieve::source::Frame;
-use image::{imageops, ImageBuffer, Rgb, RgbImage};
+use image::{imageops, Rgb, RgbImage};
 use std::fmt::Write as _;
 
 /// Thumbnail size on the contact sheet (16:9) and thumbnails per row.
@@ -197,20 +196,13 @@ pub fn timeline_svg(t: &Timeline) -> String {
     s
 }
 
-/// A THUMB_W × THUMB_H copy of the frame (triangle filter). None for an empty or short frame.
-pub fn thumbnail(frame: &Frame) -> Option<RgbImage> {
-    let need = frame.width as usize * frame.height as usize * 3;
-    if need == 0 || frame.rgb.len() < need {
-        return None;
-    }
-    let img: RgbImage =
-        ImageBuffer::from_raw(frame.width, frame.height, frame.rgb[..need].to_vec())?;
-    Some(imageops::resize(
-        &img,
-        THUMB_W,
-        THUMB_H,
-        imageops::FilterType::Triangle,
-    ))
+/// A THUMB_W × THUMB_H copy of an image file (triangle filter); None when it cannot be read.
+pub fn thumbnail_of_file(path: &std::path::Path) -> Option<RgbImage> {
+    Some(shrink(&image::open(path).ok()?.to_rgb8()))
+}
+
+fn shrink(img: &RgbImage) -> RgbImage {
+    imageops::resize(img, THUMB_W, THUMB_H, imageops::FilterType::Triangle)
 }
 
 /// The thumbnails on a grid, `SHEET_COLUMNS` per row, 2 px dark gaps, row-major in the given
@@ -300,18 +292,17 @@ mod tests {
 
     #[test]
     fn thumbnails_and_sheet_geometry() {
-        let f = Frame {
-            index: 0,
-            name: "x".into(),
-            time_ms: 0,
-            width: 64,
-            height: 36,
-            rgb: vec![200; 64 * 36 * 3],
-            ..Frame::default()
-        };
-        let t = thumbnail(&f).expect("thumbnail");
+        let dir = std::env::temp_dir().join(format!("edgesieve-thumb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.png");
+        RgbImage::from_pixel(64, 36, Rgb([200, 200, 200]))
+            .save(&path)
+            .unwrap();
+        let t = thumbnail_of_file(&path).expect("thumbnail");
         assert_eq!(t.dimensions(), (THUMB_W, THUMB_H));
-        assert!(thumbnail(&Frame::new()).is_none());
+        std::fs::write(&path, b"not an image").unwrap();
+        assert!(thumbnail_of_file(&path).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
         let sheet = contact_sheet(&vec![t.clone(); 12]);
         assert_eq!(sheet.dimensions(), (10 * 162 + 2, 2 * 92 + 2));
         assert_eq!(sheet.get_pixel(5, 5), &Rgb([200, 200, 200]));
