@@ -4,6 +4,7 @@
 //! recent stream; a view an earlier run saw (`set_seen_before`) counts as seen; a frame unlike
 //! the stream around it is novel by surprise although something like it was kept long ago.
 
+use edgesieve::detect::gate::{LumaGrid, GRID_LEN};
 use edgesieve::detect::manifest::Manifest;
 use edgesieve::detect::postprocess::Detections;
 use edgesieve::select::policy::PolicyConfig;
@@ -203,4 +204,49 @@ fn a_calm_drive_after_a_wobbly_stretch_is_not_starved() {
     // Measured: 12 against 7 (the budget for the 400 calm frames is 20).
     assert!(jitter >= raw + 3, "{jitter} vs {raw}");
     assert!(jitter >= 10, "{jitter}");
+}
+
+/// The look rule (`policy.look_radius`): a view that does not change (the same luma grid) is
+/// kept once however far its features wander; when the view changes, the next frame can be
+/// kept again. Off, the wandering features alone keep it again and again.
+#[test]
+fn a_view_that_does_not_change_is_kept_once_however_its_features_wander() {
+    let run = |look_radius: f64| {
+        let policy = PolicyConfig {
+            target_keep_ratio: 0.2,
+            explore_probability: 0.0,
+            look_radius,
+            ..PolicyConfig::default()
+        };
+        let mut s = selector(policy);
+        let dets = Detections::new();
+        let mut rng = SplitMix64::new(21);
+        let still: LumaGrid = [90.0; GRID_LEN];
+        let mut moved: LumaGrid = [90.0; GRID_LEN];
+        moved[..60].iter_mut().for_each(|c| *c = 200.0);
+        let mut kept = Vec::new();
+        for i in 0..300u64 {
+            // Features of unrelated scenes every frame: far apart in the embedding.
+            let f = base(1000 + rng.next_u64() % 1_000_000);
+            let look = if i < 250 { &still } else { &moved };
+            let sel = s.select_with_look(&dets, &f, Some(look), i * 66).unwrap();
+            if sel.decision.keep {
+                s.commit_kept(1);
+                kept.push(i);
+            }
+        }
+        kept
+    };
+    let (on, off) = (run(35.0), run(0.0));
+    eprintln!(
+        "still view: kept {} with the look rule ({on:?}), {} without",
+        on.len(),
+        off.len()
+    );
+    assert_eq!(on.iter().filter(|&&i| i < 250).count(), 1, "{on:?}");
+    assert!(
+        on.iter().any(|&i| i >= 250),
+        "the changed view is kept: {on:?}"
+    );
+    assert!(off.len() >= 20, "{}", off.len());
 }

@@ -21,8 +21,12 @@ pub const THUMB_W: usize = 32;
 pub const THUMB_H: usize = 18;
 /// Pixel stride of the sampling, in both directions.
 pub const SAMPLE_STEP: usize = 2;
+/// Cells of the grid.
+pub const GRID_LEN: usize = THUMB_W * THUMB_H;
+/// A frame's luma grid.
+pub type LumaGrid = [f32; GRID_LEN];
 /// The rank (from the smallest) of the cell change the gate judges: the 99th percentile.
-const PERCENTILE_INDEX: usize = THUMB_W * THUMB_H * 99 / 100;
+const PERCENTILE_INDEX: usize = GRID_LEN * 99 / 100;
 
 /// The `[gate]` section: which frames skip the detector as near-copies of the last processed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,9 +76,9 @@ impl GateConfig {
 #[derive(Debug, Clone)]
 pub struct Gate {
     config: GateConfig,
-    grid: [f32; THUMB_W * THUMB_H],
-    last: [f32; THUMB_W * THUMB_H],
-    counts: [u32; THUMB_W * THUMB_H],
+    grid: LumaGrid,
+    last: LumaGrid,
+    counts: [u32; GRID_LEN],
     /// Stream time of the last processed frame; None before the first.
     last_ms: Option<u64>,
     /// The difference the last frame was judged by (for logs and tests).
@@ -85,9 +89,9 @@ impl Gate {
     pub fn new(config: &GateConfig) -> Gate {
         Gate {
             config: config.clone(),
-            grid: [0.0; THUMB_W * THUMB_H],
-            last: [0.0; THUMB_W * THUMB_H],
-            counts: [0; THUMB_W * THUMB_H],
+            grid: [0.0; GRID_LEN],
+            last: [0.0; GRID_LEN],
+            counts: [0; GRID_LEN],
             last_ms: None,
             last_difference: f32::INFINITY,
         }
@@ -109,16 +113,7 @@ impl Gate {
         );
         self.last_difference = match self.last_ms {
             None => f32::INFINITY,
-            Some(_) => {
-                let mut d = [0f32; THUMB_W * THUMB_H];
-                for ((o, a), b) in d.iter_mut().zip(&self.grid).zip(&self.last) {
-                    *o = (a - b).abs();
-                }
-                // The 99th percentile of the cells' changes: a moving view changes some cells a
-                // lot, sensor noise changes every cell a little.
-                *d.select_nth_unstable_by(PERCENTILE_INDEX, |a, b| a.total_cmp(b))
-                    .1
-            }
+            Some(_) => view_change(&self.grid, &self.last),
         };
         let overdue = self
             .last_ms
@@ -138,29 +133,54 @@ impl Gate {
     }
 }
 
+/// How much a view changed between two luma grids: the 99th percentile of the cells' absolute
+/// changes, in 0-255 luma units. A moving view changes some cells a lot, sensor noise changes
+/// every cell a little. No allocation.
+pub fn view_change(a: &LumaGrid, b: &LumaGrid) -> f32 {
+    let mut d = [0f32; GRID_LEN];
+    for ((o, x), y) in d.iter_mut().zip(a).zip(b) {
+        *o = (x - y).abs();
+    }
+    *d.select_nth_unstable_by(PERCENTILE_INDEX, |a, b| a.total_cmp(b))
+        .1
+}
+
 /// Averages the BT.601 luma of a sparse sample of `rgb` over the grid. A buffer that does not
 /// hold `w * h` RGB pixels gives a grid of zeros (the preprocessor reports the bad frame).
-fn luma_grid(
+/// `counts` is scratch.
+pub fn luma_grid(
     rgb: &[u8],
     w: usize,
     h: usize,
-    grid: &mut [f32; THUMB_W * THUMB_H],
-    counts: &mut [u32; THUMB_W * THUMB_H],
+    grid: &mut LumaGrid,
+    counts: &mut [u32; GRID_LEN],
 ) {
     grid.fill(0.0);
     counts.fill(0);
     if w == 0 || h == 0 || rgb.len() < w * h * 3 {
         return;
     }
+    // Column `x` falls in cell `x * THUMB_W / w`, i.e. cell `cx` holds the sampled columns in
+    // `[ceil(cx·w / THUMB_W), ceil((cx+1)·w / THUMB_W))`: the bounds once per cell, not a
+    // division per pixel (the same cells, summed in the same order).
+    let first_col = |cx: usize| {
+        let x = (cx * w).div_ceil(THUMB_W);
+        x.div_ceil(SAMPLE_STEP) * SAMPLE_STEP
+    };
     for y in (0..h).step_by(SAMPLE_STEP) {
         let gy = y * THUMB_H / h;
         let row = &rgb[y * w * 3..(y + 1) * w * 3];
-        for x in (0..w).step_by(SAMPLE_STEP) {
-            let p = &row[x * 3..x * 3 + 3];
-            let luma = 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
-            let cell = gy * THUMB_W + x * THUMB_W / w;
-            grid[cell] += luma;
-            counts[cell] += 1;
+        for cx in 0..THUMB_W {
+            let end = ((cx + 1) * w).div_ceil(THUMB_W).min(w);
+            let cell = gy * THUMB_W + cx;
+            let (mut sum, mut n) = (grid[cell], 0u32);
+            for x in (first_col(cx)..end).step_by(SAMPLE_STEP) {
+                let p = &row[x * 3..x * 3 + 3];
+                sum += 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+                n += 1;
+            }
+            grid[cell] = sum;
+            counts[cell] += n;
         }
     }
     for (g, &n) in grid.iter_mut().zip(counts.iter()) {
@@ -173,6 +193,53 @@ fn luma_grid(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The grid as first written: a division per sampled pixel.
+    fn luma_grid_reference(rgb: &[u8], w: usize, h: usize) -> (LumaGrid, [u32; GRID_LEN]) {
+        let (mut grid, mut counts) = ([0.0f32; GRID_LEN], [0u32; GRID_LEN]);
+        for y in (0..h).step_by(SAMPLE_STEP) {
+            let gy = y * THUMB_H / h;
+            for x in (0..w).step_by(SAMPLE_STEP) {
+                let p = &rgb[(y * w + x) * 3..][..3];
+                let luma =
+                    0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+                let cell = gy * THUMB_W + x * THUMB_W / w;
+                grid[cell] += luma;
+                counts[cell] += 1;
+            }
+        }
+        for (g, &n) in grid.iter_mut().zip(counts.iter()) {
+            if n > 0 {
+                *g /= n as f32;
+            }
+        }
+        (grid, counts)
+    }
+
+    #[test]
+    fn luma_grid_matches_the_per_pixel_reference_bit_for_bit() {
+        for (w, h) in [
+            (640, 360),
+            (641, 361),
+            (64, 36),
+            (33, 19),
+            (31, 17),
+            (1, 1),
+            (1920, 1080),
+        ] {
+            let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+            let (mut grid, mut counts) = ([0.0f32; GRID_LEN], [0u32; GRID_LEN]);
+            luma_grid(&rgb, w, h, &mut grid, &mut counts);
+            let (want, want_counts) = luma_grid_reference(&rgb, w, h);
+            assert_eq!(counts, want_counts, "{w}x{h}");
+            assert!(
+                grid.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{w}x{h}"
+            );
+        }
+    }
 
     /// A synthetic 64x36 frame: a horizontal gradient shifted by `shift`, plus `noise` (a fixed
     /// pattern of ±noise).

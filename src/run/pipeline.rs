@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{FrameHandler, FrameInfo, Tally};
 use crate::config::Config;
-use crate::detect::gate::Gate;
+use crate::detect::gate::{luma_grid, Gate, LumaGrid, GRID_LEN};
 use crate::detect::manifest::{Manifest, ManifestError};
 use crate::detect::model::{Detector, DetectorError};
 use crate::detect::postprocess::Detections;
@@ -103,6 +103,9 @@ pub struct Pipeline<S: Sink> {
     context: Option<Context>,
     /// Kept frames with their context, ready to store (reused).
     ready: Vec<Event>,
+    /// The frame's luma grid for the select stage's look rule (`policy.look_radius`), with
+    /// its scratch.
+    look: Box<(LumaGrid, [u32; GRID_LEN])>,
 }
 
 impl<S: Sink> Pipeline<S> {
@@ -158,6 +161,7 @@ impl<S: Sink> Pipeline<S> {
             last: None,
             context,
             ready: Vec::new(),
+            look: Box::new(([0.0; GRID_LEN], [0; GRID_LEN])),
         })
     }
 
@@ -209,9 +213,22 @@ impl<S: Sink> Pipeline<S> {
             .map_err(PipelineError::Detector)?;
         let t1 = Instant::now();
         let features = self.detector.embedding().unwrap_or(&[]);
+        let look = if self.selector.wants_look() {
+            let (grid, counts) = &mut *self.look;
+            luma_grid(
+                &frame.rgb,
+                frame.width as usize,
+                frame.height as usize,
+                grid,
+                counts,
+            );
+            Some(&self.look.0)
+        } else {
+            None
+        };
         let selection = self
             .selector
-            .select(&self.detections, features, timestamp_ms)
+            .select_with_look(&self.detections, features, look, timestamp_ms)
             .map_err(PipelineError::Select)?;
         self.stats.frames += 1;
         self.stats.detect_time += t1 - t0;

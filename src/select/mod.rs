@@ -14,6 +14,8 @@
 //! seen sketch's radius of a view an earlier run saw:
 //!
 //! * kept frames: [`FrameSketch`] (this run's keeps and earlier runs', `sketch.bin`);
+//! * the look of the last kept frame ([`look`]): while the view has not changed since that
+//!   keep by the frame's coarse luma grid (`policy.look_radius`), the distance is 0;
 //! * seen frames: [`SeenSketch`], every frame of earlier runs (`seen.bin`), frozen for the run,
 //!   while this run's frames accumulate into the copy saved for the next; a drive repeated adds
 //!   little (edgesieve-eval part 1: the second pass keeps ~1% of what the first kept);
@@ -35,6 +37,7 @@
 //! this, restarting at a scene cut (`embedding.scene_cut`).
 
 pub mod embedding;
+pub mod look;
 pub mod policy;
 pub mod sketch;
 pub mod sketch_file;
@@ -43,9 +46,11 @@ pub mod uncertainty;
 use std::fmt;
 
 use crate::config::KeyError;
+use crate::detect::gate::LumaGrid;
 use crate::detect::manifest::Manifest;
 use crate::detect::postprocess::Detections;
 use embedding::{CalibrationError, EmbeddingError, Projector, EMBED_DIM};
+use look::SameView;
 use policy::{Decision, FrameFacts, Policy, PolicyConfig};
 use serde::{Deserialize, Serialize};
 use sketch::Sketch;
@@ -233,6 +238,11 @@ pub struct Selector {
     jitter_horizon: u64,
     /// Running mean distance between consecutive frames' own embeddings.
     jitter: f32,
+    /// Whether the view has stayed that of the last kept frame.
+    same_view: SameView,
+    look_radius: f32,
+    /// The last frame's luma grid, if it came with one (for [`Selector::commit_kept`]).
+    last_look: Option<LumaGrid>,
     /// Frames smoothed since the stream (re)started.
     smoothed_frames: u64,
     confident_classes: Vec<u16>,
@@ -271,6 +281,7 @@ impl Selector {
             .map_err(SelectError::Calibration)?,
             None => Projector::new(spec.channels, EMBED_DIM, embedding.seed),
         };
+        let look_radius = policy.look_radius as f32;
         let policy = Policy::new(policy.clone(), &manifest.classes)
             .map_err(|e| SelectError::Config(e.within("policy")))?;
         Ok(Selector {
@@ -291,6 +302,9 @@ impl Selector {
             surprise_mean: 0.0,
             jitter_horizon: embedding.jitter_horizon,
             jitter: 0.0,
+            same_view: SameView::new(),
+            look_radius,
+            last_look: None,
             smoothed_frames: 0,
             confident_classes: Vec::with_capacity(max_detections),
             detection_threshold: uncertainty.threshold,
@@ -303,11 +317,25 @@ impl Selector {
 
     /// Scores one frame from its detections and the detector's pooled `features`, stamped
     /// `timestamp_ms`, and decides whether to keep it. The decision is not yet counted: call
-    /// [`Selector::commit_kept`] once the frame is actually stored.
+    /// [`Selector::commit_kept`] once the frame is actually stored. Without the frame's look
+    /// (see [`Selector::select_with_look`]).
     pub fn select(
         &mut self,
         detections: &Detections,
         features: &[f32],
+        timestamp_ms: u64,
+    ) -> Result<Selection, SelectError> {
+        self.select_with_look(detections, features, None, timestamp_ms)
+    }
+
+    /// [`Selector::select`] with the frame's luma grid ([`crate::detect::gate::luma_grid`]):
+    /// while the view has not changed since the last keep (`policy.look_radius`, see
+    /// [`look`]) a frame is a near-duplicate.
+    pub fn select_with_look(
+        &mut self,
+        detections: &Detections,
+        features: &[f32],
+        look: Option<&LumaGrid>,
         timestamp_ms: u64,
     ) -> Result<Selection, SelectError> {
         let uncertainty = self.scorer.score(detections, None);
@@ -323,7 +351,12 @@ impl Selector {
         // whatever the duplicate radius; farther, its distance still counts as novelty.
         let kept = self.sketch.novelty(&self.embedding);
         let seen = self.seen_before.novelty(&self.embedding);
-        let nearest = if seen <= self.seen_before.radius() {
+        // The view has not changed since the last keep: a near-duplicate (distance 0),
+        // whatever the features say.
+        self.last_look = look.copied();
+        let looks_kept = self.look_radius > 0.0
+            && look.is_some_and(|g| self.same_view.unchanged(g, self.look_radius));
+        let nearest = if seen <= self.seen_before.radius() || looks_kept {
             0.0
         } else {
             kept.min(seen)
@@ -377,6 +410,9 @@ impl Selector {
         };
         self.policy.commit_kept(&facts, bytes);
         self.sketch.insert(&self.embedding);
+        if let Some(look) = &self.last_look {
+            self.same_view.kept(look);
+        }
     }
 
     /// `embedding = normalise(α·raw + (1 − α)·embedding)`, or `raw` for the first frame of a
@@ -434,6 +470,12 @@ impl Selector {
         let n = (self.smoothed_frames as f32).min(SURPRISE_HORIZON);
         self.surprise_mean += (s - self.surprise_mean) / n;
         excess
+    }
+
+    /// Whether frames' luma grids are looked at (`policy.look_radius` > 0): the caller need
+    /// not compute them otherwise.
+    pub fn wants_look(&self) -> bool {
+        self.look_radius > 0.0
     }
 
     /// The embedding space of [`Selector::embedding`] (see [`Projector::space_id`]).

@@ -23,6 +23,7 @@ struct FrameRecord {
     name: String,
     embedding: Vec<f32>,
     descriptor: Vec<f32>,
+    thumbnail: Vec<f32>,
     uncertainty: f32,
     novelty: f32,
     value: f32,
@@ -79,13 +80,15 @@ pub fn tmo_run(opts: &Options) -> Result<TmoRun, String> {
             name: d.name.clone(),
             embedding: s.selector.embedding().to_vec(),
             descriptor: d.descriptor.clone(),
+            thumbnail: d.thumbnail.clone(),
             uncertainty: s.selection.uncertainty.value,
             novelty: scores.novelty,
             value: scores.value,
             threshold: scores.threshold,
             kept: s.kept,
             detect: d.detect,
-            select: s.select,
+            // The pipeline computes the luma grid in its select step.
+            select: s.select + d.look_time,
         });
     })?;
     let clip_of = frames
@@ -244,7 +247,7 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
         opts.ratio * 100.0
     ));
     out.line(format!(
-        "independent descriptor: 16x9 RGB thumbnail by area averaging, minus its mean, L2-normalised (432-d, Euclidean); \
+        "independent descriptor: histograms of luma gradient orientations, 8x4 cells x 8 bins on the frame averaged to 128x72, square-rooted, L2-normalised (256-d, Euclidean); \
          near-duplicate = descriptor distance < tau = {tau:.4} = median distance between consecutive frames of a clip ({pairs} pairs)"
     ));
     out.line(
@@ -526,6 +529,27 @@ fn selection_targets(
         out.line(format!(
             "  kept ratio on novel content from frame 500 on: {lo:.2}-{hi:.2} of target   target 0.9-1.1   {}",
             verdict(lo >= 0.9 && hi <= 1.1)
+        ));
+    }
+    // The thumbnail the eval judged by before the pipeline's look rule (a luma grid) came in:
+    // no longer independent, shown for comparison with earlier figures.
+    let thumbs: Vec<Vec<f32>> = run.frames.iter().map(|f| f.thumbnail.clone()).collect();
+    let ours: Vec<usize> = (0..n).filter(|&i| run.frames[i].kept).collect();
+    if let Some(tau_t) = metrics::consecutive_median(&thumbs, &run.clip_of) {
+        let red = metrics::redundancy(&thumbs, &ours, tau_t);
+        let kc = metrics::coverage(&thumbs, &metrics::greedy_k_centre(&thumbs, ours.len(), 0));
+        let own = metrics::coverage(&thumbs, &ours);
+        let mut random = 0.0;
+        for seed in 0..RANDOM_SEEDS {
+            let mut rng = SplitMix64::new(opts.seed.wrapping_add(seed));
+            let sel = metrics::random_selection(n, ours.len(), &mut rng);
+            random += metrics::coverage(&thumbs, &sel).mean / RANDOM_SEEDS as f64;
+        }
+        out.line(format!(
+            "  (16x9 RGB thumbnail, the descriptor before policy.look_radius, not independent of it: redundancy {:.1}% at tau {tau_t:.4}, max coverage vs its k-centre {:.2}x, mean coverage vs random {:.3}x)",
+            red * 100.0,
+            own.max / kc.max,
+            own.mean / random
         ));
     }
     for (name, steady) in [("embedding", s.steady_emb), ("descriptor", s.steady_desc)] {

@@ -1,21 +1,22 @@
-//! The eval's inputs besides the model: clip ranges (clips.json) and the independent frame
-//! descriptor. (KITTI labels, annotations.json, are read by [`crate::coco`].)
+//! The eval's inputs besides the model: clip ranges (clips.json), the independent frame
+//! descriptor (gradient orientations) and the thumbnail descriptor the eval used before the
+//! pipeline looked at luma grids itself. (KITTI labels, annotations.json, are read by [`crate::coco`].)
 
 use edgesieve::source::Frame;
 use serde::Deserialize;
 use std::path::Path;
 
-/// Grid of the independent descriptor: 16 × 9 cells (the 16:9 frame in 40 × 40 px cells).
+/// Grid of the thumbnail descriptor: 16 × 9 cells (the 16:9 frame in 40 × 40 px cells).
 pub const DESC_W: usize = 16;
 pub const DESC_H: usize = 9;
 pub const DESC_DIM: usize = DESC_W * DESC_H * 3;
 
-/// The independent descriptor of a frame, computed from its pixels alone (no model): a 16 × 9
+/// The thumbnail descriptor of a frame, computed from its pixels alone (no model): a 16 × 9
 /// RGB thumbnail by area averaging (each cell the mean of the pixels whose centre falls in it),
 /// as a 432-vector in [0, 1], minus its own mean (global brightness removed), L2-normalised.
 /// Euclidean distance between two descriptors is then in [0, 2] and looks at layout and colour,
 /// not exposure.
-pub fn descriptor(frame: &Frame) -> Vec<f32> {
+pub fn thumbnail_descriptor(frame: &Frame) -> Vec<f32> {
     let (w, h) = (frame.width as usize, frame.height as usize);
     let mut sum = vec![0.0f64; DESC_DIM];
     let mut count = vec![0u32; DESC_W * DESC_H];
@@ -46,6 +47,78 @@ pub fn descriptor(frame: &Frame) -> Vec<f32> {
         .collect();
     normalise_centred(&mut v);
     v
+}
+
+/// Cells of the gradient descriptor: 8 × 4 over the frame, 8 orientation bins each.
+pub const GRAD_W: usize = 8;
+pub const GRAD_H: usize = 4;
+pub const GRAD_BINS: usize = 8;
+pub const GRAD_DIM: usize = GRAD_W * GRAD_H * GRAD_BINS;
+/// The luma image the gradients are taken on: the frame averaged down to this size.
+const GRAD_IMG_W: usize = 128;
+const GRAD_IMG_H: usize = 72;
+
+/// The independent descriptor of a frame, from its pixels alone and unlike anything the
+/// pipeline computes (the pipeline sees the detector's features and, for its look rule, a
+/// 32x18 grid of luma averages): histograms of gradient orientations. The frame's BT.601 luma
+/// is averaged down to 128 × 72; at every inner pixel the central-difference gradient votes its
+/// magnitude into one of 8 unsigned orientation bins of its cell (8 × 4 cells); the square
+/// roots of the 256 sums (so a few strong edges do not drown the rest) are L2-normalised.
+/// Euclidean distance is then in [0, 2]. It looks at structure (edges, their directions and
+/// where they are), not at brightness or colour: a uniform brightness change leaves it alone.
+pub fn descriptor(frame: &Frame) -> Vec<f32> {
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let mut out = vec![0.0f32; GRAD_DIM];
+    if w == 0 || h == 0 || frame.rgb.len() < w * h * 3 {
+        return out;
+    }
+    let (iw, ih) = (GRAD_IMG_W, GRAD_IMG_H);
+    let mut img = vec![0.0f32; iw * ih];
+    let mut count = vec![0u32; iw * ih];
+    for y in 0..h {
+        let cy = y * ih / h;
+        let row = &frame.rgb[y * w * 3..(y + 1) * w * 3];
+        for x in 0..w {
+            let p = &row[x * 3..x * 3 + 3];
+            let c = cy * iw + x * iw / w;
+            img[c] += 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+            count[c] += 1;
+        }
+    }
+    for (i, (v, &n)) in img.iter_mut().zip(&count).enumerate() {
+        if n > 0 {
+            *v /= n as f32;
+        } else {
+            // A frame smaller than the image: the nearest pixel.
+            let (x, y) = ((i % iw) * w / iw, (i / iw) * h / ih);
+            let p = &frame.rgb[(y * w + x) * 3..][..3];
+            *v = 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+        }
+    }
+    for y in 1..ih - 1 {
+        for x in 1..iw - 1 {
+            let gx = img[y * iw + x + 1] - img[y * iw + x - 1];
+            let gy = img[(y + 1) * iw + x] - img[(y - 1) * iw + x];
+            let m = (gx * gx + gy * gy).sqrt();
+            if m == 0.0 {
+                continue;
+            }
+            // Unsigned orientation in [0, π).
+            let mut a = gy.atan2(gx);
+            if a < 0.0 {
+                a += std::f32::consts::PI;
+            }
+            let bin = ((a / std::f32::consts::PI * GRAD_BINS as f32) as usize).min(GRAD_BINS - 1);
+            let cell = (y * GRAD_H / ih) * GRAD_W + x * GRAD_W / iw;
+            out[cell * GRAD_BINS + bin] += m;
+        }
+    }
+    out.iter_mut().for_each(|v| *v = v.sqrt());
+    let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        out.iter_mut().for_each(|v| *v /= norm);
+    }
+    out
 }
 
 /// Subtracts the mean of the components, then scales to unit L2 norm (all 0 when flat).
@@ -126,7 +199,7 @@ mod tests {
             36,
             |x, _| if x < 32 { [200, 10, 10] } else { [10, 10, 200] },
         );
-        let d = descriptor(&a);
+        let d = thumbnail_descriptor(&a);
         assert_eq!(d.len(), DESC_DIM);
         let norm: f32 = d.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4);
@@ -137,7 +210,7 @@ mod tests {
             36,
             |x, _| if x < 32 { [220, 30, 30] } else { [30, 30, 220] },
         );
-        assert!(crate::metrics::dist(&d, &descriptor(&b)) < 1e-4);
+        assert!(crate::metrics::dist(&d, &thumbnail_descriptor(&b)) < 1e-4);
         // Mirrored: far.
         let c = frame(64, 36, |x, _| {
             if x >= 32 {
@@ -146,10 +219,39 @@ mod tests {
                 [10, 10, 200]
             }
         });
-        assert!(crate::metrics::dist(&d, &descriptor(&c)) > 1.0);
+        assert!(crate::metrics::dist(&d, &thumbnail_descriptor(&c)) > 1.0);
         // A flat frame stays all zeros, no NaN.
-        let flat = descriptor(&frame(16, 9, |_, _| [7, 7, 7]));
+        let flat = thumbnail_descriptor(&frame(16, 9, |_, _| [7, 7, 7]));
         assert!(flat.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn gradient_descriptor_sees_structure_not_brightness() {
+        // Vertical stripes on the left half.
+        let stripes = |x: u32, lift: u8| {
+            let v = if x < 64 && (x / 4) % 2 == 0 { 180 } else { 60 };
+            [v + lift, v + lift, v + lift]
+        };
+        let a = descriptor(&frame(128, 72, |x, _| stripes(x, 0)));
+        assert_eq!(a.len(), GRAD_DIM);
+        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+        // Brighter by a constant: the same.
+        let b = descriptor(&frame(128, 72, |x, _| stripes(x, 30)));
+        assert!(crate::metrics::dist(&a, &b) < 1e-4);
+        // The same stripes turned horizontal: other bins, far.
+        let c = descriptor(&frame(128, 72, |x, y| {
+            stripes(if x < 64 { y } else { 100 }, 0)
+        }));
+        assert!(
+            crate::metrics::dist(&a, &c) > 1.0,
+            "{}",
+            crate::metrics::dist(&a, &c)
+        );
+        // A flat frame: zeros, no NaN.
+        assert!(descriptor(&frame(16, 9, |_, _| [7, 7, 7]))
+            .iter()
+            .all(|&x| x == 0.0));
     }
 
     #[test]

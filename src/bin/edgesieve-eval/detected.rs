@@ -12,6 +12,7 @@
 use crate::data;
 use crate::replay::{new_pipeline, replay};
 use crate::Options;
+use edgesieve::detect::gate::{luma_grid, LumaGrid, GRID_LEN};
 use edgesieve::detect::postprocess::{Detection, Detections};
 use edgesieve::run::pipeline::load_manifest;
 use edgesieve::select::{FrameSketch, SeenSketch, Selection, Selector};
@@ -29,8 +30,14 @@ pub struct Detected {
     pub features: Vec<f32>,
     /// The eval's independent descriptor ([`data::descriptor`]).
     pub descriptor: Vec<f32>,
+    /// The thumbnail descriptor ([`data::thumbnail_descriptor`]).
+    pub thumbnail: Vec<f32>,
+    /// The frame's luma grid ([`luma_grid`]), for the select stage's look rule.
+    pub look: Box<LumaGrid>,
     /// Preprocess + inference + decode.
     pub detect: Duration,
+    /// Computing the luma grid (the pipeline does it in its select step).
+    pub look_time: Duration,
 }
 
 /// The detected frames of one source.
@@ -68,13 +75,27 @@ pub fn detect_source(
     }
     let pipeline = new_pipeline(opts, source)?;
     let mut frames = Vec::with_capacity(source.len_hint().unwrap_or(0));
+    let mut counts = [0u32; GRID_LEN];
     let summary = replay(pipeline, source, start_ms, |pipeline, frame, o| {
+        let mut look = Box::new([0.0f32; GRID_LEN]);
+        let t = Instant::now();
+        luma_grid(
+            &frame.rgb,
+            frame.width as usize,
+            frame.height as usize,
+            &mut look,
+            &mut counts,
+        );
+        let look_time = t.elapsed();
         frames.push(Detected {
+            look_time,
+            look,
             name: frame.name.clone(),
             timestamp_ms: start_ms.saturating_add(frame.time_ms),
             detections: pipeline.detections().clone(),
             features: pipeline.detector().embedding().unwrap_or(&[]).to_vec(),
             descriptor: data::descriptor(frame),
+            thumbnail: data::thumbnail_descriptor(frame),
             detect: o.detect_time,
         });
     })?;
@@ -129,7 +150,7 @@ where
     for (i, f) in frames.iter().enumerate() {
         let t = Instant::now();
         let selection = selector
-            .select(&f.detections, &f.features, f.timestamp_ms)
+            .select_with_look(&f.detections, &f.features, Some(&f.look), f.timestamp_ms)
             .map_err(crate::err)?;
         let kept = selection.decision.keep;
         if kept {
@@ -186,7 +207,7 @@ fn cache_key(opts: &Options, source: &dyn FrameSource, variant: &str, start_ms: 
         })
         .unwrap_or_default();
     format!(
-        "edgesieve-eval detected v1|{}|{variant}|{start_ms}|{:?}|{}",
+        "edgesieve-eval detected v4|{}|{variant}|{start_ms}|{:?}|{}",
         source.describe(),
         c.detector,
         weights.join(",")
@@ -199,7 +220,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-const MAGIC: &[u8; 8] = b"ESDETv1\n";
+const MAGIC: &[u8; 8] = b"ESDETv4\n";
 
 fn write_cache(path: &Path, key: &str, run: &DetectedRun) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
@@ -215,8 +236,11 @@ fn write_cache(path: &Path, key: &str, run: &DetectedRun) -> std::io::Result<()>
         put_bytes(&mut w, f.name.as_bytes())?;
         put_u64(&mut w, f.timestamp_ms)?;
         put_u64(&mut w, f.detect.as_nanos() as u64)?;
+        put_u64(&mut w, f.look_time.as_nanos() as u64)?;
         put_f32s(&mut w, &f.features)?;
         put_f32s(&mut w, &f.descriptor)?;
+        put_f32s(&mut w, &f.thumbnail)?;
+        put_f32s(&mut w, &f.look[..])?;
         put_u64(&mut w, f.detections.num_classes() as u64)?;
         put_u64(&mut w, f.detections.len() as u64)?;
         for (d, probs) in f.detections.iter() {
@@ -256,8 +280,14 @@ fn read_cache(path: &Path, key: &str) -> std::io::Result<Option<DetectedRun>> {
         let name = String::from_utf8(get_bytes(&mut r)?).map_err(std::io::Error::other)?;
         let timestamp_ms = get_u64(&mut r)?;
         let detect = Duration::from_nanos(get_u64(&mut r)?);
+        let look_time = Duration::from_nanos(get_u64(&mut r)?);
         let features = get_f32s(&mut r)?;
         let descriptor = get_f32s(&mut r)?;
+        let thumbnail = get_f32s(&mut r)?;
+        let look: Box<LumaGrid> = get_f32s(&mut r)?
+            .into_boxed_slice()
+            .try_into()
+            .map_err(|_| std::io::Error::other("a luma grid of the wrong size"))?;
         let classes = get_u64(&mut r)? as usize;
         let boxes = get_u64(&mut r)? as usize;
         let mut detections = Detections::new();
@@ -287,7 +317,10 @@ fn read_cache(path: &Path, key: &str) -> std::io::Result<Option<DetectedRun>> {
             detections,
             features,
             descriptor,
+            thumbnail,
+            look,
             detect,
+            look_time,
         });
     }
     Ok(Some(DetectedRun {
@@ -370,7 +403,10 @@ mod tests {
                 detections,
                 features: vec![0.5, -1.0],
                 descriptor: vec![0.25; 4],
+                thumbnail: vec![0.5; 3],
+                look: Box::new([7.5; GRID_LEN]),
                 detect: Duration::from_micros(1234),
+                look_time: Duration::from_micros(56),
             }],
             wall: Duration::from_millis(5),
             cached: false,
@@ -386,7 +422,10 @@ mod tests {
         assert_eq!(a.timestamp_ms, b.timestamp_ms);
         assert_eq!(a.features, b.features);
         assert_eq!(a.descriptor, b.descriptor);
+        assert_eq!(a.thumbnail, b.thumbnail);
+        assert_eq!(a.look, b.look);
         assert_eq!(a.detect, b.detect);
+        assert_eq!(a.look_time, b.look_time);
         assert_eq!(b.detections.num_classes(), 3);
         assert_eq!(a.detections.items(), b.detections.items());
         assert_eq!(a.detections.probs(0), b.detections.probs(0));

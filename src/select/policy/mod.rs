@@ -34,7 +34,9 @@
 //! frame, of this run or an earlier one, or to a frame an earlier run saw: see
 //! [`crate::select::Selector`]) has value 0 and is never kept for its value; exploration and
 //! triggers may still keep it, with their reason. Relative novelty alone cannot say "seen
-//! already": on a repeated drive every frame is as novel as the others.
+//! already": on a repeated drive every frame is as novel as the others. The selector also
+//! reports `nearest = 0` while the view has not changed since the last keep by its luma grid
+//! (`look_radius`, [`crate::select::look`]): the detector's features wander in a still scene.
 //!
 //! # Threshold (budget)
 //!
