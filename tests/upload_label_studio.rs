@@ -40,9 +40,11 @@ fn frames_folder(dir: &Path, start: usize, n: usize) -> PathBuf {
 /// A config keeping about half the frames (fp32: on x86_64 tract runs it ~5x faster than the
 /// int8 default, and what is tested here does not depend on the model), downscaling them, and (with `upload`) uploading to
 /// `url` with `token_file`; `extra` lines go into `[upload]`.
+/// The uploader's tests need many kept frames from few: the duplicate rules (tested in
+/// selector_novelty and by edgesieve-eval) are off, the target is half the frames.
 fn write_config(dir: &Path, upload: Option<(&str, &Path)>, extra: &str) -> PathBuf {
     let mut text = format!(
-        "[detector]\nprecision = \"fp32\"\n\n[policy]\ntarget_keep_ratio = 0.5\n\n[spool]\nmax_side = {MAX_SIDE}\n\n[upload]\n\
+        "[detector]\nprecision = \"fp32\"\n\n[policy]\ntarget_keep_ratio = 0.5\nduplicate_radius = 0.0\nlook_radius = 0.0\n\n[spool]\nmax_side = {MAX_SIDE}\n\n[upload]\n\
          project = \"{PROJECT}\"\ndevice_id = \"{DEVICE}\"\nretry_min_ms = 100\nretry_max_ms = 1000\n\
          pause_ms = 1000\ntimeout_ms = 20000\nonce_give_up_ms = 30000\n{extra}\n"
     );
