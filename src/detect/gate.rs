@@ -126,6 +126,12 @@ impl Gate {
         skip
     }
 
+    /// The luma grid of the last frame judged by [`Gate::skips`]; None while the gate is off
+    /// (it computes none).
+    pub fn grid(&self) -> Option<&LumaGrid> {
+        (self.config.max_difference > 0.0).then_some(&self.grid)
+    }
+
     /// The difference (99th percentile of the cells' luma changes) the last frame was judged
     /// by; infinite for a first frame, and while the gate is off (it judges nothing).
     pub fn last_difference(&self) -> f32 {

@@ -201,30 +201,31 @@ impl<S: Sink> Pipeline<S> {
         self.last.as_ref()
     }
 
-    /// Runs every stage on one frame, stamped `timestamp_ms`.
-    pub fn process(
-        &mut self,
-        frame: &Frame,
-        timestamp_ms: u64,
-    ) -> Result<FrameOutcome, PipelineError> {
+    /// Runs every stage after the gate on one frame, stamped `timestamp_ms` (the gate has
+    /// just judged it: its luma grid is this frame's).
+    fn process(&mut self, frame: &Frame, timestamp_ms: u64) -> Result<FrameOutcome, PipelineError> {
         let t0 = Instant::now();
         self.detector
             .detect(&frame.rgb, frame.width, frame.height, &mut self.detections)
             .map_err(PipelineError::Detector)?;
         let t1 = Instant::now();
         let features = self.detector.embedding().unwrap_or(&[]);
-        let look = if self.selector.wants_look() {
-            let (grid, counts) = &mut *self.look;
-            luma_grid(
-                &frame.rgb,
-                frame.width as usize,
-                frame.height as usize,
-                grid,
-                counts,
-            );
-            Some(&self.look.0)
-        } else {
-            None
+        // The frame's luma grid for the look rule: the gate's (it has just judged this frame)
+        // when it is on, else computed here.
+        let look = match (self.selector.wants_look(), self.gate.grid()) {
+            (false, _) => None,
+            (true, Some(grid)) => Some(grid),
+            (true, None) => {
+                let (grid, counts) = &mut *self.look;
+                luma_grid(
+                    &frame.rgb,
+                    frame.width as usize,
+                    frame.height as usize,
+                    grid,
+                    counts,
+                );
+                Some(&self.look.0)
+            }
         };
         let selection = self
             .selector

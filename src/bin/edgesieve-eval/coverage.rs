@@ -515,20 +515,55 @@ fn selection_targets(
         rd,
         verdict(re <= 1.0 && rd <= 1.0)
     ));
-    // Running kept ratio over the first pass, from frame 500 on.
-    let (mut kept, mut lo, mut hi) = (0usize, f64::INFINITY, 0.0f64);
-    for (i, r) in run.frames.iter().enumerate() {
-        kept += usize::from(r.kept);
-        if i + 1 >= 500 {
-            let ratio = kept as f64 / (i + 1) as f64 / opts.ratio;
-            lo = lo.min(ratio);
-            hi = hi.max(ratio);
+    // Running kept ratio over the first pass, from frame 500 on: over the novel content (up
+    // to the first clip where most frames are duplicates, value 0: there the ceiling leaves
+    // the budget unspent by design) and over the whole drive.
+    let running = |end: usize| {
+        let (mut kept, mut lo, mut hi) = (0usize, f64::INFINITY, 0.0f64);
+        for (i, r) in run.frames[..end].iter().enumerate() {
+            kept += usize::from(r.kept);
+            if i + 1 >= 500 {
+                let ratio = kept as f64 / (i + 1) as f64 / opts.ratio;
+                lo = lo.min(ratio);
+                hi = hi.max(ratio);
+            }
         }
+        (lo, hi)
+    };
+    let duplicate_share = |c: usize| {
+        let members = (0..n).filter(|&i| run.clip_of[i] == c);
+        let (dup, all) = members.fold((0usize, 0usize), |(d, a), i| {
+            (d + usize::from(run.frames[i].value == 0.0), a + 1)
+        });
+        dup as f64 / all.max(1) as f64
+    };
+    let novel_end = (500..n)
+        .find(|&i| run.clip_of[i] != run.clip_of[i - 1] && duplicate_share(run.clip_of[i]) > 0.5)
+        .unwrap_or(n);
+    if novel_end > 500 {
+        let (lo, hi) = running(novel_end);
+        out.line(format!(
+            "  kept ratio on novel content, frames 500-{}: {lo:.2}-{hi:.2} of target   target 0.9-1.1   {}",
+            novel_end - 1,
+            verdict(lo >= 0.9 && hi <= 1.1)
+        ));
     }
     if n >= 500 {
+        let (lo, hi) = running(n);
+        let dull: Vec<String> = run
+            .clips
+            .iter()
+            .enumerate()
+            .filter(|&(c, _)| duplicate_share(c) > 0.5)
+            .map(|(c, clip)| format!("{} {:.0}%", clip.clip, duplicate_share(c) * 100.0))
+            .collect();
         out.line(format!(
-            "  kept ratio on novel content from frame 500 on: {lo:.2}-{hi:.2} of target   target 0.9-1.1   {}",
-            verdict(lo >= 0.9 && hi <= 1.1)
+            "    (over the whole drive from frame 500 on: {lo:.2}-{hi:.2}; clips where most frames are duplicates: {})",
+            if dull.is_empty() {
+                "none".to_string()
+            } else {
+                dull.join(", ")
+            }
         ));
     }
     // The thumbnail the eval judged by before the pipeline's look rule (a luma grid) came in:
