@@ -33,7 +33,7 @@ pub struct PolicyConfig {
     pub uncertainty_floor: f64,
     /// Duplicate radius: a frame whose embedding lies within this distance of a kept frame
     /// (the novelty sketch, with what earlier runs on the spool kept) or of a view an earlier
-    /// run saw (`seen.bin`) is never kept for its value; triggers and exploration still may. In embedding units (unit vectors, distances
+    /// run saw (`seen.bin`) is never kept for its value nor by exploration; triggers still may. In embedding units (unit vectors, distances
     /// in [0, 2]); 0 switches the rule off. See the policy docs for its calibration.
     pub duplicate_radius: f64,
     /// A frame that looks like one of the last 64 kept frames (the 99th percentile of the

@@ -32,8 +32,11 @@
 //!
 //! A frame whose `nearest` distance is below `duplicate_radius` (its embedding lies that close to a kept
 //! frame, of this run or an earlier one, or to a frame an earlier run saw: see
-//! [`crate::select::Selector`]) has value 0 and is never kept for its value; exploration and
-//! triggers may still keep it, with their reason. Relative novelty alone cannot say "seen
+//! [`crate::select::Selector`]) has value 0 and is never kept for its value, nor by
+//! exploration (a random copy of what is kept is no sample of the unseen: with exploration
+//! allowed to keep duplicates, a second pass of the same drive kept a quarter of the first
+//! pass's frames again at `explore_probability` 0.01); a trigger may still keep it, with its
+//! reason. Relative novelty alone cannot say "seen
 //! already": on a repeated drive every frame is as novel as the others. The selector also
 //! reports `nearest = 0` while the view has not changed since the last keep by its luma grid
 //! (`look_radius`, [`crate::select::look`]): the detector's features wander in a still scene.
@@ -444,7 +447,7 @@ impl Policy {
                 let _ = reasons.push(Reason::Value);
             }
         }
-        if explore_draw < self.cfg.explore_probability && within_budget {
+        if explore_draw < self.cfg.explore_probability && within_budget && !duplicate {
             let _ = reasons.push(Reason::Explore);
         }
         for &(id, min_count) in &self.triggers {
@@ -860,12 +863,29 @@ mod tests {
 
     #[test]
     fn exploration_rate_matches_probability() {
+        // Exploration never keeps a duplicate: with every frame within the radius of a kept
+        // one, nothing is explored.
+        let mut p = Policy::new(
+            PolicyConfig {
+                target_keep_ratio: 0.5,
+                explore_probability: 0.05,
+                duplicate_radius: 2.0,
+                ..PolicyConfig::default()
+            },
+            &[],
+        )
+        .unwrap();
+        let mut rng = SplitMix64::new(1);
+        for i in 0..10_000u64 {
+            let f = facts(i * 33, rng.next_f64() as f32, rng.next_f64() as f32, &[]);
+            assert!(!step(&mut p, &f, 1).reasons.contains(&Reason::Explore));
+        }
         let cfg = PolicyConfig {
-            // Value keeps off as far as possible; count only Explore reasons.
-            target_keep_ratio: 0.5,
+            // The budget never binds (a frame kept by value may be explored too: count only
+            // the Explore reasons).
+            target_keep_ratio: 1.0,
             explore_probability: 0.05,
-            // Value keeps off: every frame duplicates a kept one.
-            duplicate_radius: 2.0,
+            duplicate_radius: 0.0,
             seed: 42,
             ..PolicyConfig::default()
         };
