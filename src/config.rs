@@ -181,6 +181,9 @@ impl Config {
         self.uncertainty
             .validate()
             .map_err(|e| e.within("uncertainty"))?;
+        self.embedding
+            .validate()
+            .map_err(|e| e.within("embedding"))?;
         self.policy.validate().map_err(|e| e.within("policy"))?;
         self.spool.validate().map_err(|e| e.within("spool"))?;
         self.upload.validate().map_err(|e| e.within("upload"))?;
@@ -389,6 +392,17 @@ mod tests {
             ("[detector]\nthreads = 100000\n", "detector.threads"),
             ("[detector]\nthreads = \"x\"\n", "detector.threads"),
             ("[sketchy]\nx = 1\n", "sketchy"),
+            ("[policy]\nlook_radius = 300\n", "policy.look_radius"),
+            ("[policy]\nlook_radius = -1\n", "policy.look_radius"),
+            (
+                "[embedding]\nsurprise_margin = 11\n",
+                "embedding.surprise_margin",
+            ),
+            (
+                "[embedding]\njitter_horizon = 1000000\n",
+                "embedding.jitter_horizon",
+            ),
+            ("[embedding]\nsmoothing = 0\n", "embedding.smoothing"),
             ("log_level = \"loud\"\n", "log_level"),
         ] {
             match Config::parse(text) {
