@@ -12,6 +12,7 @@ pub mod nnef;
 pub mod postprocess;
 pub mod preprocess;
 #[cfg(feature = "onnx")]
+mod rewrite;
 mod symbolic;
 
 use std::path::PathBuf;

@@ -6,6 +6,7 @@ use crate::detect::manifest::{Manifest, ManifestError, Precision};
 use crate::detect::nnef;
 use crate::detect::postprocess::{Detections, PostprocessOptions, YoloxDecoder};
 use crate::detect::preprocess::{Letterbox, PreprocessError, Preprocessor};
+use crate::detect::rewrite;
 #[cfg(feature = "onnx")]
 use crate::detect::symbolic;
 use std::collections::HashMap;
@@ -442,6 +443,12 @@ pub fn optimized_model(
         onnx_typed_model(manifest, path, shape)?
     };
     let parsed = started.elapsed();
+    let mut model = model;
+    let cascaded = rewrite::cascade_max_pools(&mut model).map_err(|e| load_err(path, e))?;
+    log::debug!(
+        "model {}: {cascaded} max-pools cascaded (SPPF)",
+        path.display()
+    );
     let typed = model
         .into_optimized()
         .map_err(|e| load_err(path, format!("{e:#}")))?;
