@@ -11,8 +11,8 @@ pub mod model;
 pub mod nnef;
 pub mod postprocess;
 pub mod preprocess;
-#[cfg(feature = "onnx")]
 mod rewrite;
+#[cfg(feature = "onnx")]
 mod symbolic;
 
 use std::path::PathBuf;
