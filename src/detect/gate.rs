@@ -126,10 +126,20 @@ impl Gate {
         skip
     }
 
-    /// The luma grid of the last frame judged by [`Gate::skips`]; None while the gate is off
-    /// (it computes none).
-    pub fn grid(&self) -> Option<&LumaGrid> {
-        (self.config.max_difference > 0.0).then_some(&self.grid)
+    /// The frame's luma grid: while the gate is on, the one [`Gate::skips`] has just computed
+    /// for this same frame; while it is off (`skips` computes none), computed here into the
+    /// same buffers. No allocation.
+    pub fn grid_of(&mut self, rgb: &[u8], width: u32, height: u32) -> &LumaGrid {
+        if self.config.max_difference <= 0.0 {
+            luma_grid(
+                rgb,
+                width as usize,
+                height as usize,
+                &mut self.grid,
+                &mut self.counts,
+            );
+        }
+        &self.grid
     }
 
     /// The difference (99th percentile of the cells' luma changes) the last frame was judged
@@ -220,6 +230,23 @@ mod tests {
             }
         }
         (grid, counts)
+    }
+
+    #[test]
+    fn grid_of_is_the_frames_grid_with_the_gate_on_or_off() {
+        let (a, b) = (frame(0, 0), frame(9, 0));
+        let (mut want, mut counts) = ([0.0f32; GRID_LEN], [0u32; GRID_LEN]);
+        luma_grid(&b, 64, 36, &mut want, &mut counts);
+        let mut off = Gate::new(&GateConfig {
+            max_difference: 0.0,
+            ..GateConfig::default()
+        });
+        assert!(!off.skips(&a, 64, 36, 0));
+        assert_eq!(off.grid_of(&b, 64, 36), &want);
+        let mut on = Gate::new(&GateConfig::default());
+        assert!(!on.skips(&a, 64, 36, 0));
+        assert!(!on.skips(&b, 64, 36, 100));
+        assert_eq!(on.grid_of(&b, 64, 36), &want);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{FrameHandler, FrameInfo, Tally};
 use crate::config::Config;
-use crate::detect::gate::{luma_grid, Gate, LumaGrid, GRID_LEN};
+use crate::detect::gate::Gate;
 use crate::detect::manifest::{Manifest, ManifestError};
 use crate::detect::model::{Detector, DetectorError};
 use crate::detect::postprocess::Detections;
@@ -103,9 +103,6 @@ pub struct Pipeline<S: Sink> {
     context: Option<Context>,
     /// Kept frames with their context, ready to store (reused).
     ready: Vec<Event>,
-    /// The frame's luma grid for the select stage's look rule (`policy.look_radius`), with
-    /// its scratch.
-    look: Box<(LumaGrid, [u32; GRID_LEN])>,
 }
 
 impl<S: Sink> Pipeline<S> {
@@ -161,7 +158,6 @@ impl<S: Sink> Pipeline<S> {
             last: None,
             context,
             ready: Vec::new(),
-            look: Box::new(([0.0; GRID_LEN], [0; GRID_LEN])),
         })
     }
 
@@ -210,23 +206,11 @@ impl<S: Sink> Pipeline<S> {
             .map_err(PipelineError::Detector)?;
         let t1 = Instant::now();
         let features = self.detector.embedding().unwrap_or(&[]);
-        // The frame's luma grid for the look rule: the gate's (it has just judged this frame)
-        // when it is on, else computed here.
-        let look = match (self.selector.wants_look(), self.gate.grid()) {
-            (false, _) => None,
-            (true, Some(grid)) => Some(grid),
-            (true, None) => {
-                let (grid, counts) = &mut *self.look;
-                luma_grid(
-                    &frame.rgb,
-                    frame.width as usize,
-                    frame.height as usize,
-                    grid,
-                    counts,
-                );
-                Some(&self.look.0)
-            }
-        };
+        // The frame's luma grid for the look rule (the gate's, when it has judged this frame).
+        let look = self
+            .selector
+            .wants_look()
+            .then(|| self.gate.grid_of(&frame.rgb, frame.width, frame.height));
         let selection = self
             .selector
             .select_with_look(&self.detections, features, look, timestamp_ms)

@@ -55,19 +55,6 @@ pub fn replay<F>(
 where
     F: FnMut(&Pipeline<Discard>, &Frame, &FrameOutcome),
 {
-    replay_keep(pipeline, source, start_ms, record).map(|(summary, _)| summary)
-}
-
-/// [`replay`], handing the pipeline back afterwards (its sketch holds what was kept).
-pub fn replay_keep<F>(
-    pipeline: Pipeline<Discard>,
-    source: &mut dyn FrameSource,
-    start_ms: u64,
-    record: F,
-) -> Result<(Summary, Pipeline<Discard>), String>
-where
-    F: FnMut(&Pipeline<Discard>, &Frame, &FrameOutcome),
-{
     let mut handler = Replay { pipeline, record };
     let options = JobOptions {
         start_ms,
@@ -81,5 +68,5 @@ where
             summary.frames
         ));
     }
-    Ok((summary, handler.pipeline))
+    Ok(summary)
 }
