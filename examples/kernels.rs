@@ -1,7 +1,7 @@
 //! Which tract-linalg kernels the optimized detector runs on this machine.
 //!
 //!   cargo run --release --example kernels [-- --precision int8|fp32] [--model MANIFEST] [--dump]
-//!                                          [--shape WxH] [--profile N]
+//!                                          [--shape WxH] [--profile N] [--marks]
 //!   cargo run --target aarch64-unknown-linux-gnu --example kernels      # under qemu (runner)
 //!
 //! Loads the model exactly as the detector does (`optimized_model`: same checks, same input shape,
@@ -24,6 +24,10 @@
 //! node with tract's own description of it. `--profile N` runs the model N times (after one
 //! warm-up) on a grey input and prints where the time goes: milliseconds per run for each kind of
 //! op, with its node count and share, the slowest first (issue 11: what to make faster).
+//! `--marks` is the same under qemu-user, where time says nothing: it runs the model once more
+//! calling `sched_yield` before every node (and after the last), and prints the nodes in order;
+//! a qemu plugin that counts instructions and notes the running count at every `sched_yield`
+//! (`../shared/tools/qemu-insncount` plus a syscall callback) then gives instructions per node.
 
 use edgesieve::detect::manifest::{Manifest, Precision};
 use edgesieve::detect::model::optimized_model;
@@ -51,6 +55,7 @@ fn run() -> TractResult<()> {
     let (mut dump, mut check) = (false, false);
     let mut shape = None;
     let mut profile_runs = 0usize;
+    let mut marks = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -61,6 +66,7 @@ fn run() -> TractResult<()> {
             "--model" => manifest_path = PathBuf::from(args.next().unwrap_or_default()),
             "--dump" => dump = true,
             "--check" => check = true,
+            "--marks" => marks = true,
             "--shape" => {
                 let v = args.next().unwrap_or_default();
                 let parsed = v
@@ -73,7 +79,7 @@ fn run() -> TractResult<()> {
                 profile_runs = v.parse().map_err(|_| format_err!("--profile {v:?}"))?;
             }
             other => {
-                bail!("unknown argument {other:?} (--precision P, --model M, --shape WxH, --profile N, --dump, --check)")
+                bail!("unknown argument {other:?} (--precision P, --model M, --shape WxH, --profile N, --marks, --dump, --check)")
             }
         }
     }
@@ -82,7 +88,7 @@ fn run() -> TractResult<()> {
 
     let t0 = std::time::Instant::now();
     let shape = shape.unwrap_or((manifest.input.width, manifest.input.height));
-    let model = optimized_model(&manifest, &path, shape)?;
+    let model = optimized_model(&manifest, &path, shape, precision)?;
     let load_s = t0.elapsed().as_secs_f64();
 
     let native = isa::native();
@@ -188,11 +194,45 @@ fn run() -> TractResult<()> {
         println!("int8 model without int8 matmuls: its quantized convs run in float");
         failed = true;
     }
+    if marks {
+        return node_marks(model, shape);
+    }
     if profile_runs > 0 {
         profile(model, shape, profile_runs)?;
     }
     if check && failed {
         std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Runs `model` twice on a grey input and, in the second run, yields the thread
+/// (`sched_yield`) before every node and after the last one, printing the nodes in order: a qemu
+/// plugin that counts instructions and notes the count at each `sched_yield` gives instructions
+/// per node (the differences between consecutive marks), where wall time under qemu says nothing.
+fn node_marks(model: TypedModel, shape: (u32, u32)) -> TractResult<()> {
+    let plan = model.into_runnable()?;
+    let mut state = plan.spawn()?;
+    let input = Tensor::from_shape(
+        &[1, 3, shape.1 as usize, shape.0 as usize],
+        &vec![114f32; 3 * shape.0 as usize * shape.1 as usize],
+    )?;
+    let mut order = Vec::new();
+    for run in 0..2 {
+        state.run_plan_with_eval(
+            tvec!(input.clone().into_tvalue()),
+            |ctx, st, node, inputs| {
+                if run == 1 {
+                    order.push(format!("{} {} {}", node.id, node.name, node.op().name()));
+                    std::thread::yield_now();
+                }
+                tract_core::plan::eval(ctx, st, node, inputs)
+            },
+        )?;
+    }
+    std::thread::yield_now();
+    for line in order {
+        println!("node {line}");
     }
     Ok(())
 }

@@ -411,7 +411,10 @@ mod tests {
             }
         }
         let e = Config::parse("[detector]\nprecision = \"int4\"\n").unwrap_err();
-        assert!(e.to_string().contains("expected int8 or fp32"), "{e}");
+        assert!(
+            e.to_string().contains("expected auto, int8, fp32 or f16"),
+            "{e}"
+        );
         assert!(matches!(
             Config::parse("= 1\n"),
             Err(ConfigError::Parse { .. })

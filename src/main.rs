@@ -55,7 +55,9 @@ USAGE:
 
 MODEL OPTIONS:
   --model FILE        model manifest (default: $EDGESIEVE_MODEL, else models/yolox_nano.toml)
-  --precision P       int8 (default) or fp32
+  --precision P       auto (default: f16 where the core computes in it natively, else fp32),
+                      int8, fp32, or f16 (the fp32 file computed in half precision: for ARMv8.2
+                      cores with FEAT_FP16, e.g. Cortex-A55/A76; emulated elsewhere)
   --onnx FILE         run this model file (.onnx, or .nnef.tar) instead of the manifest's (it
                       must fit the manifest)
   --threads N         inference threads, 1 to 64 (default 1)
@@ -178,7 +180,7 @@ fn cmd_detect(argv: &[String]) -> Result<(), String> {
     log::info!(
         "model {} ({}, input {}x{})",
         detector.model_path().display(),
-        options.precision,
+        detector.precision(),
         input_spec.width,
         input_spec.height
     );
@@ -214,7 +216,11 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
     let warmup: usize = args.parsed("--warmup").map_err(err)?.unwrap_or(5);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let precisions: Vec<Precision> = match args.value("--precision") {
-        Some(_) => vec![base.precision],
+        Some(_) => vec![base.precision.resolved()],
+        // f16 where the core computes in it (elsewhere tract emulates it, ~17x slower than fp32).
+        None if edgesieve::detect::model::native_f16() => {
+            vec![Precision::Fp32, Precision::Int8, Precision::F16]
+        }
         None => vec![Precision::Fp32, Precision::Int8],
     };
     let threads: Vec<usize> = match args.value("--threads") {
@@ -413,6 +419,14 @@ fn cmd_convert(argv: &[String]) -> Result<(), String> {
         None => vec![Precision::Fp32],
     };
     for precision in precisions {
+        let precision = precision.resolved();
+        if precision == Precision::F16 {
+            return Err(
+                "--precision f16 has no file of its own: the detector computes the fp32 file in \
+                 half precision when it loads it (convert fp32)"
+                    .to_string(),
+            );
+        }
         let onnx = manifest.model_path(precision).map_err(err)?;
         let Some(nnef) = manifest.nnef_path(precision).map_err(err)? else {
             return Err(format!(

@@ -214,22 +214,27 @@ fn detector() -> Detector {
 }
 
 /// What one inference of the model allocates, every frame, in tract's CPU runtime
-/// (`SimpleState::run`, measured on x86_64 for the 416x256 int8 YOLOX-nano): each node of the
-/// plan returns freshly allocated output tensors (tract's ops own their outputs; its memory
-/// arena, which would reuse them, exists only for its GPU back ends), and the previous frame's
-/// are freed as the next ones are made. Neither `SimpleState` nor `run_plan_with_eval` can hand
-/// an op a buffer to write into, so this is the floor without patching tract. Other
-/// architectures pick other kernels (other packing buffers): there only the constancy and the
-/// live bytes are checked. Two figures: the model loaded from its NNEF file (what models/fetch
-/// writes and the detector prefers; tract's plan from it has a few nodes fewer) and from the ONNX
-/// file (a checkout whose models/fetch predates the NNEF files). Two fewer since the SPP
-/// max-pools are cascaded (`detect/rewrite.rs`: 1850 and 1862 before).
-const MODEL_ALLOCS_PER_FRAME: [u64; 2] = [1848, 1860];
+/// (`SimpleState::run`, measured on x86_64 for the 416x256 YOLOX-nano at the default precision,
+/// `auto`, which is fp32 on x86_64): each node of the plan returns freshly allocated output
+/// tensors (tract's ops own their outputs; its memory arena, which would reuse them, exists only
+/// for its GPU back ends), and the previous frame's are freed as the next ones are made. Neither
+/// `SimpleState` nor `run_plan_with_eval` can hand an op a buffer to write into, so this is the
+/// floor without patching tract. Other architectures pick other kernels (other packing buffers):
+/// there only the constancy and the live bytes are checked. Two figures: the model loaded from
+/// its NNEF file (what models/fetch writes and the detector prefers; tract's plan from it has a
+/// few nodes fewer) and from the ONNX file (a checkout whose models/fetch predates the NNEF
+/// files). History (int8, the default until `auto`): 1850 and 1862; 1848 and 1860 with the SPP
+/// max-pools cascaded (`detect/rewrite.rs`); 1814 and 1826 with the stem as im2col and a matrix
+/// product instead of tract's direct spatial convolution (`TRACT_DISABLE_DIRECT_SPATIAL`,
+/// `detect/model.rs`); 1820 and 1832 with the SPP max-pools ours (`detect/maxpool.rs`: two more
+/// per pool than tract's op, its scratch planes).
+const MODEL_ALLOCS_PER_FRAME: [u64; 2] = [1345, 1357];
 /// The bytes those allocations take depend on the kernels tract picks for the CPU (their
-/// packing buffers): 55,245,808 (NNEF) and 55,247,728 (ONNX) with AVX2 before the max-pool
-/// rewrite; 58,768,240 (NNEF) and 58,770,160 (ONNX) with AVX-512 (an AMD EPYC) after it. The
-/// band holds those with a little room, and no more.
-const MODEL_BYTES_PER_FRAME: std::ops::RangeInclusive<u64> = 55_000_000..=59_500_000;
+/// packing buffers). int8: 55,245,808 (NNEF) and 55,247,728 (ONNX) with AVX2 before the
+/// max-pool rewrite; 58,768,240 (NNEF) and 58,770,160 (ONNX) with AVX-512 (an AMD EPYC) after
+/// it; 61,379,648 (NNEF, AVX-512) with the stem as im2col (its patch buffer). fp32, AVX-512:
+/// 63,019,032 (NNEF) and 63,020,952 (ONNX). The band holds those with room for other kernels' packing, and no more.
+const MODEL_BYTES_PER_FRAME: std::ops::RangeInclusive<u64> = 55_000_000..=65_000_000;
 
 /// Asserts the model's per-frame figure: the same count and bytes every frame (on x86_64: the
 /// measured ones), and nothing left live across frames.

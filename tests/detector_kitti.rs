@@ -135,6 +135,23 @@ fn the_fit_input_finds_the_cars_the_square_one_finds() {
     }
 }
 
+/// `detector.precision = "f16"` (the fp32 file computing in half precision, for ARMv8.2 cores)
+/// finds the cars fp32 finds: recall within 0.01 of fp32's on the fit input. On x86_64 the f16
+/// arithmetic is emulated (same roundings, ~17x slower: ~7 s here); on aarch64 with FEAT_FP16
+/// tract's f16 kernels run it.
+#[test]
+fn the_f16_model_finds_the_cars_fp32_finds() {
+    let (fp32, m32, total) = car_recall(Precision::Fp32, Shape::Fit);
+    let (f16, m16, _) = car_recall(Precision::F16, Shape::Fit);
+    eprintln!(
+        "car recall, fit input: fp32 {fp32:.3} ({m32}/{total}), f16 {f16:.3} ({m16}/{total})"
+    );
+    assert!(
+        (fp32 - f16).abs() <= 0.01,
+        "f16 recall {f16:.3} differs from fp32 {fp32:.3} by more than 0.01"
+    );
+}
+
 /// A model shaped for a 16:9 camera (416x256) that is then handed frames of another size
 /// letterboxes them into the same input: KITTI's 1242x375 frames, 416x125 of picture in 416x256,
 /// still find their cars, and the detector is not rebuilt.

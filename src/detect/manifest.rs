@@ -7,23 +7,47 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Which of the manifest's model files to run.
+/// Which of the manifest's model files to run, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
-    Fp32,
+    /// What runs fastest here at no loss of accuracy: f16 where the core computes in half
+    /// precision natively (ARMv8.2 FEAT_FP16), fp32 elsewhere (int8 is no faster in tract on
+    /// any target measured, and less accurate: README, issue 11). [`Precision::resolved`] says
+    /// which.
     #[default]
+    Auto,
+    Fp32,
     Int8,
+    /// The fp32 file computing in half precision (translated at load), for ARMv8.2 cores with
+    /// half-precision arithmetic (`detect::half`).
+    F16,
 }
 
 impl Precision {
     /// The accepted spellings, for error messages.
-    pub const ACCEPTED: &'static str = "int8 or fp32";
+    pub const ACCEPTED: &'static str = "auto, int8, fp32 or f16";
 
     pub fn parse(s: &str) -> Option<Precision> {
         match s {
             "fp32" | "f32" | "float" => Some(Precision::Fp32),
             "int8" | "i8" | "q8" => Some(Precision::Int8),
+            "f16" | "fp16" | "half" => Some(Precision::F16),
+            "auto" => Some(Precision::Auto),
             _ => None,
+        }
+    }
+}
+
+impl Precision {
+    /// The precision `Auto` stands for on this machine (f16 where [`native_f16`] says the core
+    /// computes in it, fp32 elsewhere); any other precision is itself.
+    ///
+    /// [`native_f16`]: crate::detect::model::native_f16
+    pub fn resolved(self) -> Precision {
+        match self {
+            Precision::Auto if crate::detect::model::native_f16() => Precision::F16,
+            Precision::Auto => Precision::Fp32,
+            p => p,
         }
     }
 }
@@ -53,6 +77,8 @@ impl fmt::Display for Precision {
         f.write_str(match self {
             Precision::Fp32 => "fp32",
             Precision::Int8 => "int8",
+            Precision::F16 => "f16",
+            Precision::Auto => "auto",
         })
     }
 }
@@ -276,10 +302,10 @@ impl Manifest {
         Ok(())
     }
 
-    /// Path of the model file for `precision`.
+    /// Path of the model file for `precision` (f16 runs the fp32 file).
     pub fn model_path(&self, precision: Precision) -> Result<PathBuf, ManifestError> {
-        let file = match precision {
-            Precision::Fp32 => &self.fp32_file,
+        let file = match precision.resolved() {
+            Precision::Fp32 | Precision::F16 | Precision::Auto => &self.fp32_file,
             Precision::Int8 => self
                 .int8_file
                 .as_ref()
@@ -292,8 +318,8 @@ impl Manifest {
 
     /// Path of the NNEF file for `precision`, when the manifest names one (it may not exist yet).
     pub fn nnef_path(&self, precision: Precision) -> Result<Option<PathBuf>, ManifestError> {
-        let file = match precision {
-            Precision::Fp32 => &self.fp32_nnef,
+        let file = match precision.resolved() {
+            Precision::Fp32 | Precision::F16 | Precision::Auto => &self.fp32_nnef,
             Precision::Int8 => {
                 if self.int8_file.is_none() {
                     return Err(ManifestError::NoInt8 {
@@ -340,6 +366,33 @@ impl Manifest {
 
 #[cfg(test)]
 mod tests {
+    use super::Precision;
+
+    /// `auto` is f16 where the core computes in half precision natively, fp32 elsewhere; every
+    /// other precision is itself, and the names parse back.
+    #[test]
+    fn auto_resolves_for_this_core() {
+        let native = crate::detect::model::native_f16();
+        let want = if native {
+            Precision::F16
+        } else {
+            Precision::Fp32
+        };
+        assert_eq!(Precision::Auto.resolved(), want);
+        assert_eq!(Precision::default(), Precision::Auto);
+        for p in [
+            Precision::Auto,
+            Precision::Fp32,
+            Precision::Int8,
+            Precision::F16,
+        ] {
+            assert_eq!(Precision::parse(&p.to_string()), Some(p));
+            if p != Precision::Auto {
+                assert_eq!(p.resolved(), p);
+            }
+        }
+    }
+
     use super::*;
 
     fn default_manifest() -> Manifest {

@@ -5,8 +5,11 @@
 //! [`nnef`] is the pre-converted form of the model the car loads;
 //! [`postprocess`] decodes the YOLOX grid and applies NMS.
 
+mod depthwise;
 pub mod gate;
+mod half;
 pub mod manifest;
+mod maxpool;
 pub mod model;
 pub mod nnef;
 pub mod postprocess;
@@ -35,7 +38,10 @@ pub struct DetectorConfig {
     /// Model manifest; relative paths resolve against the working directory (default: the
     /// EDGESIEVE_MODEL environment variable, else models/yolox_nano.toml).
     pub model: Option<PathBuf>,
-    /// Which model file of the manifest runs: "int8" or "fp32".
+    /// Which model file of the manifest runs, and how: "int8", "fp32", "f16" (the fp32 file
+    /// computing in half precision, for ARMv8.2 cores with FEAT_FP16; emulated, and ~17x
+    /// slower than fp32, elsewhere: a warning says so at load), or "auto" (the default): f16
+    /// where the core computes in it natively, fp32 elsewhere.
     pub precision: Precision,
     /// Inference threads, 1 to 64; 1 keeps the detector on one core.
     pub threads: usize,
@@ -88,7 +94,7 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
             model: None,
-            precision: Precision::Int8,
+            precision: Precision::Auto,
             threads: 1,
             min_score: 0.1,
             nms_iou: 0.45,

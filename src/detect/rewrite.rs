@@ -17,7 +17,7 @@ use tract_core::ops::cnn::{MaxPool, PaddingSpec};
 /// centred padding of `(k - 1) / 2` on every side (explicit, or "same", which is centred for an
 /// odd window at stride 1). None otherwise. (Index outputs are checked by the caller: a pool
 /// read back from NNEF has one, unused.)
-fn chainable_window(pool: &MaxPool) -> Option<usize> {
+pub(crate) fn chainable_window(pool: &MaxPool) -> Option<usize> {
     let spec = &pool.pool_spec;
     let k = *spec.kernel_shape.first()?;
     if k < 3 || k % 2 == 0 || spec.kernel_shape.iter().any(|&d| d != k) {
@@ -60,7 +60,7 @@ fn with_window(pool: &MaxPool, k: usize) -> MaxPool {
 }
 
 /// Whether a pool's index output (the second) is read, or is an output of the model.
-fn index_in_use(model: &TypedModel, node: &TypedNode) -> bool {
+pub(crate) fn index_in_use(model: &TypedModel, node: &TypedNode) -> bool {
     node.outputs.iter().enumerate().skip(1).any(|(slot, o)| {
         !o.successors.is_empty()
             || model

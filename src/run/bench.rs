@@ -337,7 +337,7 @@ mod tests {
         for bad in [
             "",
             "onnxruntime 1.32.0, 10 frames",
-            "ort fp16 1 416x256 1.0",
+            "ort int4 1 416x256 1.0",
             "ort int8 one 416x256 1.0",
             "ort int8 1 416 1.0",
             "ort int8 1 416x256",

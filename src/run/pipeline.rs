@@ -127,7 +127,7 @@ impl<S: Sink> Pipeline<S> {
         let model_label = format!(
             "{} ({})",
             detector.model_path().display(),
-            options.precision
+            detector.precision()
         );
         let context = Context::new(&config.context);
         if let Some(c) = &context {

@@ -33,7 +33,7 @@ edgesieve-eval — how well the frame selection does, beside baselines of the sa
 
 USAGE:
   edgesieve-eval [--ratio R] [--data DIR] [--report DIR] [--config FILE] [--model FILE]
-                 [--precision int8|fp32] [--threads N] [--seed S] [--only coverage|rare|errors]
+                 [--precision auto|int8|fp32|f16] [--threads N] [--seed S] [--only coverage|rare|errors]
                  [--cache DIR]
 
   --ratio R       target keep ratio (default 0.05); hard caps are switched off
@@ -41,7 +41,7 @@ USAGE:
   --report DIR    where timeline.svg, contact_sheet.jpg and summary.txt go (default report/)
   --config FILE   run configuration (default: built-in defaults)
   --model FILE    model manifest (default: $EDGESIEVE_MODEL, else models/yolox_nano.toml)
-  --precision P   int8 (default) or fp32
+  --precision P   auto (default: f16 where the core computes in it, else fp32), int8, fp32, f16
   --threads N     inference threads (default 1)
   --seed S        seed of the random baselines and of the splice positions (default 1)
   --only PART     coverage (with cost and report), rare or errors
@@ -144,6 +144,8 @@ fn parse_options(argv: &[String]) -> Result<Options, String> {
         None => Config::default(),
     };
     config.apply_overrides(&edgesieve::util::cli::model_overrides(&args).map_err(err)?);
+    // The report and the detection cache name the precision that runs (auto resolved).
+    config.detector.precision = config.detector.precision.resolved();
     config.policy.target_keep_ratio = ratio;
     config.policy.max_per_minute = 0;
     config.policy.max_per_hour = 0;
@@ -331,7 +333,7 @@ mod tests {
         assert!(parse_options(&strings(&["--ratio", "0"])).is_err());
         assert!(parse_options(&strings(&["--only", "all"])).is_err());
         assert!(parse_options(&strings(&["--bogus"])).is_err());
-        assert!(parse_options(&strings(&["--precision", "fp16"])).is_err());
+        assert!(parse_options(&strings(&["--precision", "int4"])).is_err());
     }
 
     #[test]
