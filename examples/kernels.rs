@@ -206,17 +206,23 @@ fn run() -> TractResult<()> {
     Ok(())
 }
 
+/// `model` made runnable, and a grey input (114, the letterbox's pad) of `shape` for it.
+fn runnable_with_grey_input(
+    model: TypedModel,
+    shape: (u32, u32),
+) -> TractResult<(TypedSimpleState, Tensor)> {
+    let state = model.into_runnable()?.spawn()?;
+    let (w, h) = (shape.0 as usize, shape.1 as usize);
+    let input = Tensor::from_shape(&[1, 3, h, w], &vec![114f32; 3 * w * h])?;
+    Ok((state, input))
+}
+
 /// Runs `model` twice on a grey input and, in the second run, yields the thread
 /// (`sched_yield`) before every node and after the last one, printing the nodes in order: a qemu
 /// plugin that counts instructions and notes the count at each `sched_yield` gives instructions
 /// per node (the differences between consecutive marks), where wall time under qemu says nothing.
 fn node_marks(model: TypedModel, shape: (u32, u32)) -> TractResult<()> {
-    let plan = model.into_runnable()?;
-    let mut state = plan.spawn()?;
-    let input = Tensor::from_shape(
-        &[1, 3, shape.1 as usize, shape.0 as usize],
-        &vec![114f32; 3 * shape.0 as usize * shape.1 as usize],
-    )?;
+    let (mut state, input) = runnable_with_grey_input(model, shape)?;
     let mut order = Vec::new();
     for run in 0..2 {
         state.run_plan_with_eval(
@@ -240,12 +246,7 @@ fn node_marks(model: TypedModel, shape: (u32, u32)) -> TractResult<()> {
 /// Runs `model` `runs` times on a grey input and prints the time per kind of op.
 fn profile(model: TypedModel, shape: (u32, u32), runs: usize) -> TractResult<()> {
     use std::time::{Duration, Instant};
-    let plan = model.into_runnable()?;
-    let mut state = plan.spawn()?;
-    let input = Tensor::from_shape(
-        &[1, 3, shape.1 as usize, shape.0 as usize],
-        &vec![114f32; 3 * shape.0 as usize * shape.1 as usize],
-    )?;
+    let (mut state, input) = runnable_with_grey_input(model, shape)?;
     // Per op name: total time, node count (of one run); per node: total time.
     let mut per_op: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
     let mut per_node: BTreeMap<usize, (Duration, String)> = BTreeMap::new();
