@@ -123,7 +123,6 @@ impl Op for HalfCast {
 
 impl EvalOp for HalfCast {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        use tract_core::internal::tract_data::half::slice::HalfFloatSliceExt;
         let input = args_1!(inputs);
         // SAFETY: every element is written below (the slices have the same length).
         let mut output = unsafe { Tensor::uninitialized_dt(self.to, input.shape())? };
@@ -131,17 +130,88 @@ impl EvalOp for HalfCast {
             let from = input.try_as_plain_ram()?;
             let mut to = output.try_as_plain_ram_mut()?;
             if self.to == f16::datum_type() {
-                to.as_slice_mut::<f16>()?
-                    .convert_from_f32_slice(from.as_slice::<f32>()?);
+                narrow(from.as_slice::<f32>()?, to.as_slice_mut::<f16>()?);
             } else {
-                from.as_slice::<f16>()?
-                    .convert_to_f32_slice(to.as_slice_mut::<f32>()?);
+                widen(from.as_slice::<f16>()?, to.as_slice_mut::<f32>()?);
             }
         }
         Ok(tvec!(output.into_tvalue()))
     }
 
     op_out_of_plan!();
+}
+
+/// f32 to f16 (round to nearest even), `to.len() == from.len()`: eight values per step with
+/// `fcvtn`/`fcvtn2` on aarch64 (base ARMv8 SIMD: no FEAT_FP16 needed to convert), the `half`
+/// crate for the rest and elsewhere.
+fn narrow(from: &[f32], to: &mut [f16]) {
+    use tract_core::internal::tract_data::half::slice::HalfFloatSliceExt;
+    let done = narrow_neon(from, to);
+    to[done..].convert_from_f32_slice(&from[done..]);
+}
+
+/// f16 to f32 (exact), `to.len() == from.len()`: as [`narrow`], with `fcvtl`/`fcvtl2`.
+fn widen(from: &[f16], to: &mut [f32]) {
+    use tract_core::internal::tract_data::half::slice::HalfFloatSliceExt;
+    let done = widen_neon(from, to);
+    from[done..].convert_to_f32_slice(&mut to[done..]);
+}
+
+/// Converts the first multiple of eight values; returns how many.
+#[cfg(target_arch = "aarch64")]
+fn narrow_neon(from: &[f32], to: &mut [f16]) -> usize {
+    let n = from.len().min(to.len()) / 8 * 8;
+    for (src, dst) in from[..n].chunks_exact(8).zip(to[..n].chunks_exact_mut(8)) {
+        // SAFETY: reads the 8 f32 of `src` (32 bytes) and writes the 8 f16 of `dst` (16 bytes);
+        // the instructions are base ARMv8 SIMD.
+        unsafe {
+            std::arch::asm!(
+                "ldp {a:q}, {b:q}, [{src}]",
+                "fcvtn {a:v}.4h, {a:v}.4s",
+                "fcvtn2 {a:v}.8h, {b:v}.4s",
+                "str {a:q}, [{dst}]",
+                src = in(reg) src.as_ptr(),
+                dst = in(reg) dst.as_mut_ptr(),
+                a = out(vreg) _,
+                b = out(vreg) _,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+    n
+}
+
+#[cfg(target_arch = "aarch64")]
+fn widen_neon(from: &[f16], to: &mut [f32]) -> usize {
+    let n = from.len().min(to.len()) / 8 * 8;
+    for (src, dst) in from[..n].chunks_exact(8).zip(to[..n].chunks_exact_mut(8)) {
+        // SAFETY: reads the 8 f16 of `src` (16 bytes) and writes the 8 f32 of `dst` (32 bytes);
+        // the instructions are base ARMv8 SIMD.
+        unsafe {
+            std::arch::asm!(
+                "ldr {a:q}, [{src}]",
+                "fcvtl2 {b:v}.4s, {a:v}.8h",
+                "fcvtl {a:v}.4s, {a:v}.4h",
+                "stp {a:q}, {b:q}, [{dst}]",
+                src = in(reg) src.as_ptr(),
+                dst = in(reg) dst.as_mut_ptr(),
+                a = out(vreg) _,
+                b = out(vreg) _,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+    n
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn narrow_neon(_from: &[f32], _to: &mut [f16]) -> usize {
+    0
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn widen_neon(_from: &[f16], _to: &mut [f32]) -> usize {
+    0
 }
 
 impl TypedOp for HalfCast {
@@ -162,6 +232,46 @@ pub fn native_f16() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The casts give the `half` crate's scalar conversions bit for bit (round to nearest even
+    /// one way, exact the other), on lengths that are and are not multiples of eight, with
+    /// values that round, overflow to infinity, underflow to subnormals and zero, and NaN.
+    #[test]
+    fn casts_are_the_scalar_conversions() {
+        let mut values: Vec<f32> = (0..203).map(|i| ((i as f32) * 0.731).sin() * 3.7).collect();
+        values.extend([
+            65520.0,
+            -1e9,
+            1e-6,
+            6e-8,
+            1e-9,
+            0.0,
+            -0.0,
+            1.0009765,
+            f32::NAN,
+        ]);
+        for len in [0, 1, 7, 8, 9, 16, values.len()] {
+            let src = &values[..len];
+            let mut half = vec![f16::ZERO; len];
+            narrow(src, &mut half);
+            for (h, v) in half.iter().zip(src) {
+                let want = f16::from_f32(*v);
+                assert!(
+                    h.to_bits() == want.to_bits() || (h.is_nan() && want.is_nan()),
+                    "{v}"
+                );
+            }
+            let mut back = vec![0f32; len];
+            widen(&half, &mut back);
+            for (b, h) in back.iter().zip(&half) {
+                let want = h.to_f32();
+                assert!(
+                    b.to_bits() == want.to_bits() || (b.is_nan() && want.is_nan()),
+                    "{h}"
+                );
+            }
+        }
+    }
 
     /// A small float model: a pointwise conv, a depthwise conv, a max-pool; translated, it
     /// computes the same values within f16 precision, keeps f32 at its edges and in the
