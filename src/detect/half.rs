@@ -10,8 +10,9 @@
 //! f32, so the detector's buffers, preprocessing and decoding are those of the other precisions.
 //!
 //! tract's `Cast` converts one element at a time (~11 instructions per element on aarch64); the
-//! casts around the f32 islands are replaced by [`HalfCast`], the `half` crate's slice
-//! conversion (vectorised where the core converts in hardware: 4 instructions per element).
+//! casts around the f32 islands are replaced by [`HalfCast`]: eight values per step with
+//! `fcvtn`/`fcvtl` on aarch64 (the 63 casts: 42 M instructions per frame with tract's `Cast`,
+//! 17 M with the `half` crate's slice conversion, ~4 M now), the `half` crate elsewhere.
 
 use tract_core::floats::FloatPrecisionTranslator;
 use tract_core::internal::translator::Translate;
