@@ -188,6 +188,9 @@ fn decode_image(
     }
     let cursor = Cursor::new(bytes);
     if is_png {
+        if let Some((w, h)) = png_header_size(bytes) {
+            check_size(w, h, bounds).map_err(|e| format!("PNG: {e}"))?;
+        }
         let dec = PngDecoder::new(cursor).map_err(|e| format!("PNG: {e}"))?;
         decode_with(dec, frame, scratch, bounds).map_err(|e| format!("PNG: {e}"))
     } else {
@@ -225,20 +228,9 @@ fn limits_for(max_pixels: u64) -> Limits {
     limits
 }
 
-/// True when the JPEG's last marker is EOI (FF D9), allowing trailing padding some encoders add.
-fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
-    let tail = &bytes[bytes.len().saturating_sub(64)..];
-    tail.windows(2).any(|w| w == [0xFF, 0xD9])
-}
-
-fn decode_with<D: ImageDecoder>(
-    mut dec: D,
-    frame: &mut Frame,
-    scratch: &mut Vec<u8>,
-    bounds: Bounds,
-) -> Result<(), String> {
+/// The input section's bounds on a picture of `w` x `h`, with the key a picture breaks.
+fn check_size(w: u32, h: u32, bounds: Bounds) -> Result<(), String> {
     let max_pixels = bounds.max_pixels;
-    let (w, h) = dec.dimensions();
     let pixels = u64::from(w) * u64::from(h);
     if pixels > max_pixels {
         return Err(format!(
@@ -257,6 +249,36 @@ fn decode_with<D: ImageDecoder>(
             bounds.min_height
         ));
     }
+    Ok(())
+}
+
+/// A PNG's width and height from its header (the IHDR chunk, first after the signature), read
+/// before the decoder is made: on a 32-bit target the png crate refuses a huge picture itself
+/// ("Memory limit exceeded") before [`check_size`] could name the key it breaks.
+fn png_header_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(12..24)?;
+    if &ihdr[..4] != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some((be(&ihdr[4..8]), be(&ihdr[8..12])))
+}
+
+/// True when the JPEG's last marker is EOI (FF D9), allowing trailing padding some encoders add.
+fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(64)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+fn decode_with<D: ImageDecoder>(
+    mut dec: D,
+    frame: &mut Frame,
+    scratch: &mut Vec<u8>,
+    bounds: Bounds,
+) -> Result<(), String> {
+    let max_pixels = bounds.max_pixels;
+    let (w, h) = dec.dimensions();
+    check_size(w, h, bounds)?;
     dec.set_limits(limits_for(max_pixels))
         .map_err(|e| format!("{e} (input.max_pixels = {max_pixels})"))?;
     let colour = dec.color_type();
