@@ -104,13 +104,7 @@ impl Gate {
         if self.config.max_difference <= 0.0 {
             return false;
         }
-        luma_grid(
-            rgb,
-            width as usize,
-            height as usize,
-            &mut self.grid,
-            &mut self.counts,
-        );
+        self.compute_grid(rgb, width, height);
         self.last_difference = match self.last_ms {
             None => f32::INFINITY,
             Some(_) => view_change(&self.grid, &self.last),
@@ -131,15 +125,15 @@ impl Gate {
     /// same buffers. No allocation.
     pub fn grid_of(&mut self, rgb: &[u8], width: u32, height: u32) -> &LumaGrid {
         if self.config.max_difference <= 0.0 {
-            luma_grid(
-                rgb,
-                width as usize,
-                height as usize,
-                &mut self.grid,
-                &mut self.counts,
-            );
+            self.compute_grid(rgb, width, height);
         }
         &self.grid
+    }
+
+    /// The frame's luma grid into the gate's buffers.
+    fn compute_grid(&mut self, rgb: &[u8], width: u32, height: u32) {
+        let (w, h) = (width as usize, height as usize);
+        luma_grid(rgb, w, h, &mut self.grid, &mut self.counts);
     }
 
     /// The difference (99th percentile of the cells' luma changes) the last frame was judged

@@ -107,8 +107,7 @@ pub fn fast_casts(model: &mut TypedModel) -> TractResult<usize> {
     Ok(replaced)
 }
 
-/// A cast between f32 and f16 that converts the whole tensor with the `half` crate's slice
-/// conversion.
+/// A cast between f32 and f16 over the whole tensor at once ([`narrow`], [`widen`]).
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct HalfCast {
     to: DatumType,

@@ -36,9 +36,7 @@ impl Precision {
             _ => None,
         }
     }
-}
 
-impl Precision {
     /// The precision `Auto` stands for on this machine (f16 where [`native_f16`] says the core
     /// computes in it, fp32 elsewhere); any other precision is itself.
     ///
@@ -366,7 +364,7 @@ impl Manifest {
 
 #[cfg(test)]
 mod tests {
-    use super::Precision;
+    use super::*;
 
     /// `auto` is f16 where the core computes in half precision natively, fp32 elsewhere; every
     /// other precision is itself, and the names parse back.
@@ -392,8 +390,6 @@ mod tests {
             }
         }
     }
-
-    use super::*;
 
     fn default_manifest() -> Manifest {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");

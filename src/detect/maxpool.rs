@@ -1,12 +1,12 @@
 //! The SPP max-pools as separable passes (issue 11: where a frame's time goes).
 //!
 //! After the SPPF rewrite (`detect/rewrite.rs`) YOLOX's pyramid pooling is three 5x5 max-pools
-//! of stride 1 on the 8x13x256 stride-32 map (at 416x256). tract runs a max-pool window by window
+//! of stride 1 on the stride-32 map (8x13 cells at 416x256). tract runs a max-pool window by window
 //! with a scalar loop: 2.1 M instructions each per frame on aarch64. A max over a 5x5 window is
 //! the max over 5 rows of the max over 5 columns, so [`SeparableMaxPool`] takes the row maxima,
 //! then the column maxima of those, each a plain element-wise `max` over shifted rows that the
-//! compiler vectorises (NEON `fmaxnm`, SSE `maxps`): 10 maxima per output instead of 24, four
-//! at a time. A maximum is exact, so the values are tract's, bit for bit (the padding is −∞,
+//! compiler vectorises (NEON `fmaxnm`, SSE `maxps`): 8 maxima per output (4 per pass) instead
+//! of 24, four at a time. A maximum is exact, so the values are tract's, bit for bit (the padding is −∞,
 //! which no window's maximum can be: every window holds its centre).
 //!
 //! It replaces every max-pool the SPPF rewrite can chain (f32, NCHW, odd square window, stride

@@ -3,7 +3,9 @@
 //! [`manifest`] describes a model (input contract, decoder, classes, embedding tensor);
 //! [`preprocess`] letterboxes a frame into the model's input; [`model`] runs it with tract;
 //! [`nnef`] is the pre-converted form of the model the car loads;
-//! [`postprocess`] decodes the YOLOX grid and applies NMS.
+//! [`postprocess`] decodes the YOLOX grid and applies NMS. Before tract optimises the model,
+//! `rewrite` cascades its max-pools, `half` makes it compute in f16 (`precision = "f16"`), and
+//! `depthwise` and `maxpool` put in our kernels where tract's are slow.
 
 mod depthwise;
 pub mod gate;
