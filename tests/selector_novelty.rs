@@ -207,15 +207,17 @@ fn a_calm_drive_after_a_wobbly_stretch_is_not_starved() {
 }
 
 /// The look rule (`policy.look_radius`): a view that does not change (the same luma grid) is
-/// kept once however far its features wander; when the view changes, the next frame can be
-/// kept again. Off, the wandering features alone keep it again and again.
+/// kept once however far its features wander (with `policy.look_hold_ms` 0), or once per hold
+/// (the default, 6 s); when the view changes, the next frame can be kept again. Off, the
+/// wandering features alone keep it again and again.
 #[test]
-fn a_view_that_does_not_change_is_kept_once_however_its_features_wander() {
-    let run = |look_radius: f64| {
+fn a_view_that_does_not_change_is_kept_once_per_hold_however_its_features_wander() {
+    let run = |look_radius: f64, look_hold_ms: u64| {
         let policy = PolicyConfig {
             target_keep_ratio: 0.2,
             explore_probability: 0.0,
             look_radius,
+            look_hold_ms,
             ..PolicyConfig::default()
         };
         let mut s = selector(policy);
@@ -237,16 +239,26 @@ fn a_view_that_does_not_change_is_kept_once_however_its_features_wander() {
         }
         kept
     };
-    let (on, off) = (run(35.0), run(0.0));
+    let hold = PolicyConfig::default().look_hold_ms;
+    assert_eq!(hold, 6_000);
+    let (on, held, off) = (run(35.0, 0), run(35.0, hold), run(0.0, 0));
     eprintln!(
-        "still view: kept {} with the look rule ({on:?}), {} without",
+        "still view: kept {} with the look rule ({on:?}), {} with a {hold} ms hold ({held:?}), {} without",
         on.len(),
+        held.len(),
         off.len()
     );
     assert_eq!(on.iter().filter(|&&i| i < 250).count(), 1, "{on:?}");
     assert!(
         on.iter().any(|&i| i >= 250),
         "the changed view is kept: {on:?}"
+    );
+    // 250 frames of one view at 66 ms: 16.5 s, so one keep and one per 6 s after it.
+    let still_keeps: Vec<u64> = held.iter().copied().filter(|&i| i < 250).collect();
+    assert!((2..=3).contains(&still_keeps.len()), "{held:?}");
+    assert!(
+        still_keeps.windows(2).all(|w| (w[1] - w[0]) * 66 >= hold),
+        "{held:?}"
     );
     assert!(off.len() >= 20, "{}", off.len());
 }

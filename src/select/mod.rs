@@ -15,7 +15,8 @@
 //!
 //! * kept frames: [`FrameSketch`] (this run's keeps and earlier runs', `sketch.bin`);
 //! * the look of the last kept frame ([`look`]): while the view has not changed since that
-//!   keep by the frame's coarse luma grid (`policy.look_radius`), the distance is 0;
+//!   keep by the frame's coarse luma grid (`policy.look_radius`), the distance is 0, for at
+//!   most `policy.look_hold_ms` after the keep;
 //! * seen frames: [`SeenSketch`], every frame of earlier runs (`seen.bin`), frozen for the run,
 //!   while this run's frames accumulate into the copy saved for the next; a drive repeated adds
 //!   little (edgesieve-eval part 1: the second pass keeps ~1% of what the first kept);
@@ -282,6 +283,7 @@ impl Selector {
             None => Projector::new(spec.channels, EMBED_DIM, embedding.seed),
         };
         let look_radius = policy.look_radius as f32;
+        let same_view = SameView::new(policy.look_hold_ms);
         let policy = Policy::new(policy.clone(), &manifest.classes)
             .map_err(|e| SelectError::Config(e.within("policy")))?;
         Ok(Selector {
@@ -302,7 +304,7 @@ impl Selector {
             surprise_mean: 0.0,
             jitter_horizon: embedding.jitter_horizon,
             jitter: 0.0,
-            same_view: SameView::new(),
+            same_view,
             look_radius,
             last_look: None,
             smoothed_frames: 0,
@@ -355,7 +357,7 @@ impl Selector {
         // whatever the features say.
         self.last_look = look.copied();
         let looks_kept = self.look_radius > 0.0
-            && look.is_some_and(|g| self.same_view.unchanged(g, self.look_radius));
+            && look.is_some_and(|g| self.same_view.unchanged(g, self.look_radius, timestamp_ms));
         let nearest = if seen <= self.seen_before.radius() || looks_kept {
             0.0
         } else {
@@ -411,7 +413,7 @@ impl Selector {
         self.policy.commit_kept(&facts, bytes);
         self.sketch.insert(&self.embedding);
         if let Some(look) = &self.last_look {
-            self.same_view.kept(look);
+            self.same_view.kept(look, self.last_timestamp_ms);
         }
     }
 

@@ -39,7 +39,8 @@
 //! reason. Relative novelty alone cannot say "seen
 //! already": on a repeated drive every frame is as novel as the others. The selector also
 //! reports `nearest = 0` while the view has not changed since the last keep by its luma grid
-//! (`look_radius`, [`crate::select::look`]): the detector's features wander in a still scene.
+//! (`look_radius`, [`crate::select::look`]; for at most `look_hold_ms`): the detector's
+//! features wander in a still scene.
 //!
 //! # Threshold (budget)
 //!
