@@ -685,9 +685,16 @@ fn nnef_model(
     shape: (u32, u32),
 ) -> Result<TypedModel, DetectorError> {
     let started = std::time::Instant::now();
-    let model = nnef::framework()
-        .model_for_path(path)
-        .map_err(|e| load_err(path, format!("{e:#}")))?;
+    let model = nnef::framework().model_for_path(path).map_err(|e| {
+        let e = format!("{e:#}");
+        let hint = if e.contains("No definition for operator") {
+            " (the detector's NNEF reader knows the ops of the shipped detectors only: \
+             src/detect/nnef.rs, framework)"
+        } else {
+            ""
+        };
+        load_err(path, format!("{e}{hint}"))
+    })?;
     log::debug!(
         "model {}: NNEF read in {:.0} ms",
         path.display(),

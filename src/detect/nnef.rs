@@ -42,8 +42,91 @@ pub fn is_nnef(path: &Path) -> bool {
         .is_some_and(|n| n.ends_with(".nnef.tar") || n.ends_with(".nnef"))
 }
 
-/// tract's NNEF framework with edgesieve's quantization boundary ops.
+/// The NNEF reader the detector loads its model with: the ops of the shipped detectors' files
+/// (YOLOX-nano fp32 and int8 as `edgesieve convert` writes them) and edgesieve's quantization
+/// boundary ops ([`registry`]), not every op tract knows.
+///
+/// Why: tract-nnef's default reader registers every tract-core op (scans, recurrent cells,
+/// scatter and gather, FFTs, reductions, comparisons...), which makes all their code reachable,
+/// so the linker keeps it. Registering only what the detectors use is what lets the car's
+/// build drop it: aarch64 musl, `--profile car --no-default-features`, stripped, 12.38 MiB ->
+/// 10.37 MiB. A model with another op is refused at load with tract's "No definition for
+/// operator" naming it ([`crate::detect::model::Detector::load`] adds which reader this is);
+/// add its registration here. `edgesieve convert` writes with tract's full registry
+/// ([`writer`]).
 pub fn framework() -> tract_nnef::framework::Nnef {
+    use tract_core::ops::{math, nn};
+    use tract_nnef::ops::core as core_ops;
+    use tract_nnef::ops::nnef::deser;
+    use tract_nnef::resource::{DatLoader, GraphNnefLoader, GraphQuantLoader, ResourceLoader};
+
+    // NNEF's standard primitives the files use, declared as tract-nnef declares them (their
+    // parameters from its stdlib), and the stdlib's fragments (NNEF text, e.g. max_pool in terms
+    // of max_pool_with_index).
+    let mut stdlib = tract_nnef::framework::stdlib();
+    let mut standard = Registry::new("tract_nnef");
+    let primitives: [(&str, ToTract); 11] = [
+        ("external", deser::external),
+        ("variable", deser::variable),
+        ("reshape", deser::reshape),
+        ("transpose", deser::transpose),
+        ("concat", deser::concat),
+        ("squeeze", deser::squeeze),
+        ("unsqueeze", deser::unsqueeze),
+        ("matmul", deser::matmul),
+        ("conv", deser::conv),
+        ("max_pool_with_index", deser::max_pool_with_index),
+        ("slice", deser::slice),
+    ];
+    for (id, func) in primitives {
+        if let Some(pos) = stdlib.iter().position(|f| f.decl.id.0 == id) {
+            let decl = stdlib.remove(pos).decl;
+            standard.register_primitive(id, &decl.parameters, &decl.results, func);
+        }
+    }
+    // Shape arithmetic (`64 * (h * w)`) and the detector's own adds and activations.
+    standard.register_binary("add", &math::Add {});
+    standard.register_binary("sub", &math::Sub {});
+    standard.register_binary("mul", &math::Mul {});
+    standard.register_binary("div", &math::Div {});
+    standard.register_binary("min", &math::Min {});
+    standard.register_binary("max", &math::Max {});
+    standard.register_unit_element_wise("sigmoid", &nn::Sigmoid {});
+    for frag in stdlib {
+        if frag.body.is_some() {
+            standard.register_fragment(frag);
+        }
+    }
+    // tract-core's ops the files use: tract_core_cast, _downsample, _silu, _external, the
+    // int8 model's _einsum_q and _gather, quantized convolutions and products, resize.
+    let mut core = Registry::new("tract_core");
+    core_ops::cast::register(&mut core);
+    core_ops::downsample::register(&mut core);
+    core_ops::einsum::register(&mut core);
+    core_ops::gather::register(&mut core);
+    core_ops::matmul::register(&mut core);
+    core_ops::qconv::register(&mut core);
+    core_ops::qmatmul::register(&mut core);
+    core_ops::resize::register(&mut core);
+    core_ops::silu::register(&mut core);
+    core_ops::source::register(&mut core);
+    tract_nnef::framework::Nnef {
+        stdlib: tract_nnef::framework::stdlib(),
+        registries: vec![standard, core, registry()],
+        resource_loaders: vec![
+            GraphNnefLoader.into_boxed(),
+            DatLoader.into_boxed(),
+            GraphQuantLoader.into_boxed(),
+        ],
+        allow_extended_identifier_syntax: false,
+        extern_all_constants: false,
+    }
+}
+
+/// tract's full NNEF framework with edgesieve's quantization boundary ops: what `edgesieve
+/// convert` writes with (its serialisers).
+#[cfg(feature = "onnx")]
+pub fn writer() -> tract_nnef::framework::Nnef {
     tract_nnef::nnef().with_registry(registry())
 }
 
@@ -254,7 +337,7 @@ pub fn convert(
     part.push(".part");
     let part = std::path::PathBuf::from(part);
     let file = std::fs::File::create(&part).map_err(|e| convert_err(&e))?;
-    let written = framework()
+    let written = writer()
         .write_to_tar_with_config(&model, std::io::BufWriter::new(file), false, true)
         .map_err(|e| convert_err(&e))
         .and_then(|w| w.into_inner().map_err(|e| convert_err(&e.into_error())))
@@ -264,4 +347,44 @@ pub fn convert(
         let _ = std::fs::remove_file(&part);
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-op NNEF graph in a fresh `.nnef` directory.
+    fn graph_with(op: &str) -> std::path::PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("edgesieve-nnef-{}-{n}.nnef", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("graph.nnef"),
+            format!(
+                "version 1.0;\n\ngraph g(input) -> (output)\n{{\n  input = external<scalar>(shape = [1, 4]);\n  output = {op}(input);\n}}\n"
+            ),
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_reader_loads_the_detector_ops_and_names_an_op_it_does_not_know() {
+        let known = graph_with("sigmoid");
+        let model = framework().model_for_path(&known);
+        std::fs::remove_dir_all(&known).unwrap();
+        assert_eq!(model.unwrap().nodes.len(), 2);
+
+        // tanh is an NNEF standard op, but no shipped detector uses it.
+        let unknown = graph_with("tanh");
+        let err = framework().model_for_path(&unknown).unwrap_err();
+        std::fs::remove_dir_all(&unknown).unwrap();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("No definition for operator") && msg.contains("tanh"),
+            "{msg}"
+        );
+    }
 }

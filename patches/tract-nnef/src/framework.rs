@@ -4,7 +4,7 @@ use tract_core::tract_data::itertools::Itertools;
 use crate::ast::quant::write_quant_format;
 use crate::ast::{Identifier, ProtoModel, QuantFormat};
 use crate::resource::GraphNnef;
-use crate::{internal::*, nnef};
+use crate::internal::*;
 use std::io::Read;
 #[cfg(target_family = "unix")]
 use std::os::unix::prelude::OsStrExt;
@@ -321,7 +321,7 @@ impl tract_core::prelude::Framework<ProtoModel, TypedModel> for Nnef {
             let mut stream = std::fs::File::open(entry.path())?;
             read_stream(&subpath, &mut stream, &mut resources, self)?;
         }
-        proto_model_from_resources(resources)
+        proto_model_from_resources(self, resources)
     }
 
     fn proto_model_for_read(&self, reader: &mut dyn std::io::Read) -> TractResult<ProtoModel> {
@@ -350,7 +350,7 @@ impl tract_core::prelude::Framework<ProtoModel, TypedModel> for Nnef {
             }
             read_stream(&path, &mut entry, &mut resources, self)?;
         }
-        proto_model_from_resources(resources)
+        proto_model_from_resources(self, resources)
     }
 
     fn model_for_proto_model_with_model_template(
@@ -362,7 +362,10 @@ impl tract_core::prelude::Framework<ProtoModel, TypedModel> for Nnef {
     }
 }
 
+// edgesieve patch (PATCH.md): sub-models are read with the framework that reads the model, not
+// with `nnef()`, tract's full one.
 fn proto_model_from_resources(
+    framework: &Nnef,
     resources: HashMap<String, Arc<dyn Resource>>,
 ) -> TractResult<ProtoModel> {
     // Iter resources IDs to detect submodels. Submodels are IDs with
@@ -393,8 +396,9 @@ fn proto_model_from_resources(
                 .into_iter()
                 .map(|(k, v)| (k.split('/').next_back().unwrap().to_string(), v))
                 .collect::<HashMap<String, Arc<dyn Resource>>>();
-            let typed_model = nnef()
-                .model_for_proto_model(&proto_model_from_resources(submodel_resources).unwrap())?;
+            let typed_model = framework.model_for_proto_model(
+                &proto_model_from_resources(framework, submodel_resources).unwrap(),
+            )?;
             resources.insert(it, Arc::new(TypedModelResource(typed_model)));
             Ok(resources)
         })?
@@ -497,6 +501,7 @@ fn read_stream<R: std::io::Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nnef;
 
     #[test]
     fn label_as_path() {

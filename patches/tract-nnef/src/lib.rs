@@ -12,6 +12,7 @@ pub mod registry;
 pub mod resource;
 pub mod ser;
 pub mod tensors;
+#[cfg(feature = "transform")]
 mod transform;
 
 pub use ast::ProtoModel;

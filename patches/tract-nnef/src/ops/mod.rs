@@ -1,6 +1,6 @@
 use crate::internal::*;
 
-pub(super) mod core;
+pub mod core;
 pub mod nnef;
 pub(super) mod resource;
 
