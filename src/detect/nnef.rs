@@ -63,7 +63,9 @@ pub fn framework() -> tract_nnef::framework::Nnef {
     // NNEF's standard primitives the files use, declared as tract-nnef declares them (their
     // parameters from its stdlib), and the stdlib's fragments (NNEF text, e.g. max_pool in terms
     // of max_pool_with_index).
-    let mut stdlib = tract_nnef::framework::stdlib();
+    // Parsed once (tract's own reader parses it twice, ~20 M instructions each).
+    let fragments = tract_nnef::framework::stdlib();
+    let mut stdlib = fragments.clone();
     let mut standard = Registry::new("tract_nnef");
     let primitives: [(&str, ToTract); 11] = [
         ("external", deser::external),
@@ -111,7 +113,7 @@ pub fn framework() -> tract_nnef::framework::Nnef {
     core_ops::silu::register(&mut core);
     core_ops::source::register(&mut core);
     tract_nnef::framework::Nnef {
-        stdlib: tract_nnef::framework::stdlib(),
+        stdlib: fragments,
         registries: vec![standard, core, registry()],
         resource_loaders: vec![
             GraphNnefLoader.into_boxed(),
