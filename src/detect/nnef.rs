@@ -50,7 +50,7 @@ pub fn is_nnef(path: &Path) -> bool {
 /// scatter and gather, FFTs, reductions, comparisons...), which makes all their code reachable,
 /// so the linker keeps it. Registering only what the detectors use is what lets the car's
 /// build drop it: aarch64 musl, `--profile car --no-default-features`, stripped, 12.38 MiB ->
-/// 10.37 MiB. A model with another op is refused at load with tract's "No definition for
+/// 10.30 MiB. A model with another op is refused at load with tract's "No definition for
 /// operator" naming it ([`crate::detect::model::Detector::load`] adds which reader this is);
 /// add its registration here. `edgesieve convert` writes with tract's full registry
 /// ([`writer`]).
@@ -62,8 +62,8 @@ pub fn framework() -> tract_nnef::framework::Nnef {
 
     // NNEF's standard primitives the files use, declared as tract-nnef declares them (their
     // parameters from its stdlib), and the stdlib's fragments (NNEF text, e.g. max_pool in terms
-    // of max_pool_with_index).
-    // Parsed once (tract's own reader parses it twice, ~20 M instructions each).
+    // of max_pool_with_index). The stdlib is parsed once (tract's own reader parses it twice,
+    // ~20 M instructions each).
     let fragments = tract_nnef::framework::stdlib();
     let mut stdlib = fragments.clone();
     let mut standard = Registry::new("tract_nnef");
