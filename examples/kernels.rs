@@ -1,6 +1,7 @@
 //! Which tract-linalg kernels the optimized detector runs on this machine.
 //!
 //!   cargo run --release --example kernels [-- --precision int8|fp32] [--model MANIFEST] [--dump]
+//!                                          [--nnef]
 //!                                          [--shape WxH] [--profile N] [--marks]
 //!   cargo run --target aarch64-unknown-linux-gnu --example kernels      # under qemu (runner)
 //!
@@ -56,6 +57,7 @@ fn run() -> TractResult<()> {
     let mut shape = None;
     let mut profile_runs = 0usize;
     let mut marks = false;
+    let mut nnef = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -67,6 +69,7 @@ fn run() -> TractResult<()> {
             "--dump" => dump = true,
             "--check" => check = true,
             "--marks" => marks = true,
+            "--nnef" => nnef = true,
             "--shape" => {
                 let v = args.next().unwrap_or_default();
                 let parsed = v
@@ -79,12 +82,18 @@ fn run() -> TractResult<()> {
                 profile_runs = v.parse().map_err(|_| format_err!("--profile {v:?}"))?;
             }
             other => {
-                bail!("unknown argument {other:?} (--precision P, --model M, --shape WxH, --profile N, --marks, --dump, --check)")
+                bail!("unknown argument {other:?} (--precision P, --model M, --nnef, --shape WxH, --profile N, --marks, --dump, --check)")
             }
         }
     }
     let manifest = Manifest::load(&manifest_path)?;
-    let path = manifest.model_path(precision)?;
+    // --nnef: the NNEF file models/fetch converts, which the device loads; else the ONNX file.
+    let path = match nnef {
+        true => manifest
+            .nnef_path(precision)?
+            .ok_or_else(|| format_err!("the manifest names no {precision} NNEF file"))?,
+        false => manifest.model_path(precision)?,
+    };
 
     let t0 = std::time::Instant::now();
     let shape = shape.unwrap_or((manifest.input.width, manifest.input.height));

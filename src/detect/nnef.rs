@@ -389,4 +389,17 @@ mod tests {
             "{msg}"
         );
     }
+
+    #[test]
+    fn a_graph_with_a_syntax_error_is_refused_naming_the_line() {
+        // The op's closing parenthesis is missing, on line 6 of the graph.
+        let broken = graph_with("sigmoid(input");
+        let err = framework().model_for_path(&broken).unwrap_err();
+        std::fs::remove_dir_all(&broken).unwrap();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("NNEF syntax error at line 6") && msg.contains("sigmoid(input"),
+            "{msg}"
+        );
+    }
 }

@@ -29,41 +29,55 @@ where
     F: Fact + Clone + 'static,
     O: Debug + Display + AsRef<dyn Op> + AsMut<dyn Op> + Clone + 'static,
 {
-    let mut done = BitSet::with_capacity(nodes.len());
-    let mut order: Vec<usize> = vec![];
+    // edgesieve patch (PATCH.md, 5): each node's precursors are listed once, in the order the
+    // search takes them (inputs from nodes that have inputs, then `more_dependencies`, then inputs
+    // from source nodes), instead of being filtered out of its inputs again at every step; the
+    // marks are flat vectors. The search and the order it returns are unchanged. The optimiser
+    // calls this hundreds of times while loading a model.
+    let mut start: Vec<usize> = Vec::with_capacity(nodes.len() + 1);
+    let mut precursors: Vec<usize> = Vec::with_capacity(nodes.len() * 2);
+    let is_source: Vec<bool> = nodes.iter().map(|n| n.inputs.is_empty()).collect();
+    for (id, node) in nodes.iter().enumerate() {
+        start.push(precursors.len());
+        for i in &node.inputs {
+            if !is_source[i.node] {
+                precursors.push(i.node);
+            }
+        }
+        for d in more_dependencies {
+            if d.0 == id {
+                precursors.push(d.1);
+            }
+        }
+        for i in &node.inputs {
+            if is_source[i.node] {
+                precursors.push(i.node);
+            }
+        }
+    }
+    start.push(precursors.len());
+    let mut done = vec![false; nodes.len()];
+    // Every node marked pending is done (and unmarked) by the end of a target's search, so one
+    // set of marks serves all targets.
+    let mut pending = vec![false; nodes.len()];
+    let mut order: Vec<usize> = Vec::with_capacity(nodes.len());
+    let mut current_stack: Vec<(usize, usize)> = Vec::with_capacity(nodes.len() + 1);
     for &model_target in model_outputs {
-        if done.contains(model_target) {
+        if done[model_target] {
             continue;
         }
-        let mut current_stack: Vec<(usize, usize)> = vec![(model_target, 0)];
-        let mut pending = BitSet::with_capacity(nodes.len());
+        current_stack.push((model_target, 0));
         while let Some((current_node, current_input)) = current_stack.pop() {
-            let deps_from_inputs = nodes[current_node].inputs.len();
-            let all_deps_count =
-                deps_from_inputs + more_dependencies.iter().filter(|a| a.0 == current_node).count();
-            if model_inputs.contains(&current_node) || current_input == all_deps_count {
+            let deps = &precursors[start[current_node]..start[current_node + 1]];
+            if current_input == deps.len() || model_inputs.contains(&current_node) {
                 order.push(current_node);
-                done.insert(current_node);
-                pending.remove(current_node);
+                done[current_node] = true;
+                pending[current_node] = false;
             } else {
-                let precursor: usize = nodes[current_node]
-                    .inputs
-                    .iter()
-                    .filter(|n| nodes[n.node].inputs.len() > 0)
-                    .map(|n| n.node)
-                    .chain(more_dependencies.iter().filter(|a| a.0 == current_node).map(|n| n.1))
-                    .chain(
-                        nodes[current_node]
-                            .inputs
-                            .iter()
-                            .filter(|n| nodes[n.node].inputs.len() == 0)
-                            .map(|n| n.node),
-                    )
-                    .nth(current_input)
-                    .unwrap();
-                if done.contains(precursor) {
+                let precursor = deps[current_input];
+                if done[precursor] {
                     current_stack.push((current_node, current_input + 1));
-                } else if pending.contains(precursor) {
+                } else if pending[precursor] {
                     if log_enabled!(log::Level::Debug) {
                         debug!("Loop detected:");
                         current_stack
@@ -73,7 +87,7 @@ where
                     }
                     bail!("Loop detected")
                 } else {
-                    pending.insert(precursor);
+                    pending[precursor] = true;
                     current_stack.push((current_node, current_input));
                     current_stack.push((precursor, 0));
                 }

@@ -63,8 +63,19 @@ impl SpecialOps<TypedFact, Box<dyn TypedOp>> for TypedModel {
         let op = op.into();
         let name = name.into();
         if let Some(konst) = op.downcast_ref::<Const>() {
+            // edgesieve patch (PATCH.md, 3): shape tensors (TDim) are matched by their expression
+            // trees, not by `TDim`'s algebraic `==` (see `same_tdim_tensor`).
+            let structural = konst.val().datum_type() == TDim::datum_type()
+                && konst.exotic_fact().is_none();
             for node in &self.nodes {
-                if node.op_as::<Const>().is_some_and(|other| other == konst) {
+                let same = node.op_as::<Const>().is_some_and(|other| {
+                    if structural {
+                        other.exotic_fact().is_none() && same_tdim_tensor(other.val(), konst.val())
+                    } else {
+                        other == konst
+                    }
+                });
+                if same {
                     return Ok(tvec!(node.id.into()));
                 }
             }
@@ -154,8 +165,16 @@ impl SpecialOps<TypedFact, Box<dyn TypedOp>> for TypedModel {
         v: impl IntoArcTensor,
     ) -> TractResult<OutletId> {
         let v = v.into_arc_tensor();
+        // edgesieve patch (PATCH.md, 3): shape tensors (TDim) are matched by their expression
+        // trees, not by `TDim`'s algebraic `==` (see `same_tdim_tensor`).
+        let structural = v.datum_type() == TDim::datum_type();
         for node in &self.nodes {
-            if node.op_is::<Const>() && node.outputs[0].fact.konst.as_ref() == Some(&v) {
+            if !node.op_is::<Const>() {
+                continue;
+            }
+            let Some(k) = node.outputs[0].fact.konst.as_ref() else { continue };
+            let same = if structural { same_tdim_tensor(k, &v) } else { **k == *v };
+            if same {
                 return Ok(node.id.into());
             }
         }
@@ -167,6 +186,41 @@ impl SpecialOps<TypedFact, Box<dyn TypedOp>> for TypedModel {
             crate::ops::konst::Const::new(v)?
         };
         self.add_node(name, op, tvec!(fact)).map(|id| id.into())
+    }
+}
+
+/// Whether two TDim tensors hold the same expression trees, element for element (edgesieve
+/// patch, PATCH.md, 3). `wire_node` and `add_const` look for an equal constant among all the
+/// model's nodes before adding one; `TDim`'s `==` falls back to subtracting and simplifying when
+/// the trees differ, and over the symbolic shape arithmetic of reading an NNEF file that search
+/// cost more than the rest of building the graph. Two constants whose trees differ but are
+/// algebraically equal now stay two nodes; the optimiser's constant folding meets them later.
+fn same_tdim_tensor(a: &Tensor, b: &Tensor) -> bool {
+    fn same(a: &TDim, b: &TDim) -> bool {
+        use TDim::*;
+        match (a, b) {
+            (Val(x), Val(y)) => x == y,
+            (Sym(x), Sym(y)) => x == y,
+            (Add(x), Add(y))
+            | (Mul(x), Mul(y))
+            | (Broadcast(x), Broadcast(y))
+            | (Min(x), Min(y))
+            | (Max(x), Max(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+            (MulInt(p, x), MulInt(q, y)) => p == q && same(x, y),
+            (Div(x, p), Div(y, q)) => p == q && same(x, y),
+            (Ge(a, b), Ge(c, d)) | (Eq(a, b), Eq(c, d)) => same(a, c) && same(b, d),
+            _ => false,
+        }
+    }
+    if a.datum_type() != b.datum_type() || a.shape() != b.shape() {
+        return false;
+    }
+    match (a.try_as_plain_ram(), b.try_as_plain_ram()) {
+        (Ok(x), Ok(y)) => match (x.as_slice::<TDim>(), y.as_slice::<TDim>()) {
+            (Ok(x), Ok(y)) => x.iter().zip(y).all(|(a, b)| same(a, b)),
+            _ => false,
+        },
+        _ => a == b,
     }
 }
 

@@ -1,4 +1,3 @@
-use nom_language::error::{VerboseError, convert_error};
 use tract_core::internal::*;
 
 use nom::branch::alt;
@@ -8,22 +7,41 @@ use nom::{bytes::complete::*, character::complete::*, combinator::*, multi::*, s
 
 use crate::ast::*;
 
-type R<'i, O> = IResult<&'i str, O, VerboseError<&'i str>>;
+// edgesieve patch (PATCH.md): the parsers fail with nom's plain `Error` (a position and a kind)
+// instead of nom-language's verbose error, which allocated a vector for every alternative that
+// did not match, and every rvalue tries several (an invocation, a literal, an identifier, then
+// each binary operator level). Reading the detector's 100 KB graph spent most of its
+// instructions there.
+pub(super) type ParseError<'i> = nom::error::Error<&'i str>;
+type R<'i, O> = IResult<&'i str, O, ParseError<'i>>;
 
-pub(super) fn translate_error(e: nom::Err<VerboseError<&str>>) -> TractError {
-    format_err!("{}", e)
+/// Where in `input` the parse failed: line, column, and the text there.
+pub(super) fn describe_error(input: &str, e: &ParseError) -> String {
+    let offset = input.len().saturating_sub(e.input.len());
+    let before = &input[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+    let near: String = e.input.chars().take(60).collect();
+    format!("NNEF syntax error at line {line}, column {column} ({:?}), near {near:?}", e.code)
+}
+
+pub(super) fn translate_error(input: &str, e: nom::Err<ParseError>) -> TractError {
+    match e {
+        nom::Err::Error(e) | nom::Err::Failure(e) => format_err!("{}", describe_error(input, &e)),
+        nom::Err::Incomplete(_) => format_err!("NNEF syntax error: incomplete input"),
+    }
 }
 
 #[inline(never)]
 pub fn unwrap_parse<'s, P, O>(input: &'s str, parser: P) -> TractResult<O>
 where
-    P: Parser<&'s str, Output = O, Error = VerboseError<&'s str>>,
+    P: Parser<&'s str, Output = O, Error = ParseError<'s>>,
 {
     all_consuming(parser)
         .parse(input)
         .finish()
         .map(|(_, p)| p)
-        .map_err(|e| anyhow!(convert_error(input, e)))
+        .map_err(|e| anyhow!(describe_error(input, &e)))
 }
 
 pub fn parse_document(doc: &str) -> TractResult<Document> {
@@ -462,16 +480,16 @@ fn space_and_comments(i: &str) -> R<'_, ()> {
     .parse(i)
 }
 
-fn spaced<'s, O, F>(it: F) -> impl Parser<&'s str, Output = O, Error = VerboseError<&'s str>>
+fn spaced<'s, O, F>(it: F) -> impl Parser<&'s str, Output = O, Error = ParseError<'s>>
 where
-    F: Parser<&'s str, Output = O, Error = VerboseError<&'s str>>,
+    F: Parser<&'s str, Output = O, Error = ParseError<'s>>,
 {
     delimited(space_and_comments, it, space_and_comments)
 }
 
 pub(super) fn stag<'s>(
     t: &'static str,
-) -> impl Parser<&'s str, Output = &'s str, Error = VerboseError<&'s str>> {
+) -> impl Parser<&'s str, Output = &'s str, Error = ParseError<'s>> {
     spaced(tag(t))
 }
 

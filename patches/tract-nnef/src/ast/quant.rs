@@ -5,7 +5,6 @@ use nom::branch::permutation;
 use nom::character::complete::digit1;
 use nom::combinator::{map_res, recognize};
 use nom::sequence::{delimited, pair};
-use nom_language::error::VerboseError;
 use tract_core::internal::*;
 
 use nom::branch::alt;
@@ -16,13 +15,18 @@ use nom::{combinator::opt, number::complete::float};
 use crate::ast::*;
 
 use super::dump::write_identifier;
-use super::parse::{direct_identifier, escaped_identifier, logical_literal, stag, translate_error};
+use super::parse::{
+    ParseError, direct_identifier, escaped_identifier, logical_literal, stag, translate_error,
+};
 
-type R<'i, O> = IResult<&'i str, O, VerboseError<&'i str>>;
+type R<'i, O> = IResult<&'i str, O, ParseError<'i>>;
 
 #[inline(never)]
 pub fn parse_quantization(doc: &str) -> TractResult<Vec<(Identifier, QuantFormat)>> {
-    all_consuming(many0(quantization)).parse(doc).map(|pair| pair.1).map_err(translate_error)
+    all_consuming(many0(quantization))
+        .parse(doc)
+        .map(|pair| pair.1)
+        .map_err(|e| translate_error(doc, e))
 }
 
 // <quantization> ::= "<identifier>": <qparam>
@@ -114,7 +118,7 @@ mod test {
     fn p<'s, P, O>(parser: P, i: &'s str) -> O
     where
         O: std::fmt::Debug,
-        P: Parser<&'s str, Output = O, Error = VerboseError<&'s str>>,
+        P: Parser<&'s str, Output = O, Error = ParseError<'s>>,
     {
         let res = all_consuming(parser).parse(i).unwrap();
         res.1
