@@ -13,7 +13,6 @@ use crate::detect::preprocess::{Letterbox, PreprocessError, Preprocessor};
 use crate::detect::rewrite;
 #[cfg(feature = "onnx")]
 use crate::detect::symbolic;
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -677,15 +676,30 @@ pub(crate) fn onnx_model(
 
 /// The NNEF file at `path` (written by [`nnef::convert`]), checked against `manifest` (one input
 /// of 1x3xHxW, as many outputs as the manifest names) and specialised for `shape` (width,
-/// height): its height and width symbols bound, or, where the file has numbers, those numbers
-/// checked.
+/// height): its height and width symbols bound to the shape (in cells of the largest stride) as
+/// the graph is read, or, where the file has numbers, those numbers checked.
 fn nnef_model(
     manifest: &Manifest,
     path: &Path,
     shape: (u32, u32),
 ) -> Result<TypedModel, DetectorError> {
     let started = std::time::Instant::now();
-    let model = nnef::framework().model_for_path(path).map_err(|e| {
+    let (h, w) = (shape.1 as i64, shape.0 as i64);
+    let cell = manifest.largest_stride() as i64;
+    if h % cell != 0 || w % cell != 0 {
+        return Err(mismatch(
+            path,
+            "input shape",
+            format!("a multiple of {cell}"),
+            format!("{w}x{h}"),
+        ));
+    }
+    // The file's height and width symbols are bound before the graph is read, so it is built
+    // with concrete shapes: no shape arithmetic on symbols, no second pass to bind them.
+    let framework = nnef::framework()
+        .with_bound_symbol(nnef::HEIGHT_SYMBOL, h / cell)
+        .with_bound_symbol(nnef::WIDTH_SYMBOL, w / cell);
+    let model = framework.model_for_path(path).map_err(|e| {
         let e = format!("{e:#}");
         let hint = if e.contains("No definition for operator") {
             " (the detector's NNEF reader knows the ops of the shipped detectors only: \
@@ -700,12 +714,11 @@ fn nnef_model(
         path.display(),
         started.elapsed().as_secs_f64() * 1e3
     );
-    let (h, w) = (shape.1 as i64, shape.0 as i64);
-    let expected_input = format!("{} [1, 3, H, W] f32", manifest.input.name);
+    let expected_input = format!("{} [1, 3, {h}, {w}] f32", manifest.input.name);
     let input = model.input_outlets().map_err(|e| load_err(path, e))?;
     let fact = model.input_fact(0).map_err(|e| load_err(path, e))?;
     let dims = fact.shape.dims();
-    let fits = |d: &TDim, want: i64| d.to_i64().map_or(true, |v| v == want);
+    let fits = |d: &TDim, want: i64| d.to_i64().is_ok_and(|v| v == want);
     if input.len() != 1
         || model.node(input[0].node).name != manifest.input.name
         || fact.datum_type != f32::datum_type()
@@ -759,23 +772,7 @@ fn nnef_model(
             model.outputs.len().to_string(),
         ));
     }
-    let cell = manifest.largest_stride() as i64;
-    if h % cell != 0 || w % cell != 0 {
-        return Err(mismatch(
-            path,
-            "input shape",
-            format!("a multiple of {cell}"),
-            format!("{w}x{h}"),
-        ));
-    }
-    let (h, w) = (h / cell, w / cell);
-    let subs: HashMap<Symbol, TDim> = [(nnef::HEIGHT_SYMBOL, h), (nnef::WIDTH_SYMBOL, w)]
-        .into_iter()
-        .map(|(name, v)| (model.symbols.sym(name), v.into()))
-        .collect();
-    model
-        .set_symbols(&subs)
-        .map_err(|e| load_err(path, format!("{e:#}")))
+    Ok(model)
 }
 
 #[cfg(test)]

@@ -122,6 +122,7 @@ pub fn framework() -> tract_nnef::framework::Nnef {
         ],
         allow_extended_identifier_syntax: false,
         extern_all_constants: false,
+        bound_symbols: vec![],
     }
 }
 

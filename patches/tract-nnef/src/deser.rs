@@ -136,7 +136,12 @@ impl<'mb> ModelBuilder<'mb> {
             .collect();
         for assertion in self.model.symbols.all_assertions() {
             let Some(syms) = assertion.as_known_positive().map(|e| e.symbols()) else { continue };
-            if !syms.is_empty() && syms.iter().all(|s| !used.contains(s)) {
+            // edgesieve patch (PATCH.md): a symbol bound before reading is in no shape by design.
+            let bound = |s: &Symbol| {
+                let name = s.to_string();
+                self.framework.bound_symbols.iter().any(|(n, _)| *n == name)
+            };
+            if !syms.is_empty() && syms.iter().all(|s| !used.contains(s) && !bound(s)) {
                 let mut names = syms.iter().map(|s| s.to_string()).collect::<Vec<_>>();
                 names.sort();
                 warn!(
@@ -527,6 +532,11 @@ impl RValue {
                     let value = Value::Wire(outlet);
                     builder.scopes.last_mut().unwrap().insert(id.clone(), value.clone());
                     Ok(value)
+                } else if let Some((_, value)) =
+                    builder.framework.bound_symbols.iter().find(|(name, _)| *name == id.0)
+                {
+                    // edgesieve patch (PATCH.md): a symbol bound before reading.
+                    Ok(Value::Dim(TDim::Val(*value)))
                 } else if let Some(sym) = builder.model.symbols.get(&id.0) {
                     Ok(Value::Dim(sym.into()))
                 } else if builder.allow_new_symbol {

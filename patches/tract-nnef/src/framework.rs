@@ -36,6 +36,10 @@ pub struct Nnef {
     pub resource_loaders: Vec<Box<dyn ResourceLoader + 'static>>,
     pub allow_extended_identifier_syntax: bool,
     pub extern_all_constants: bool,
+    /// Symbols given a value before the graph is read (edgesieve patch, PATCH.md): an identifier
+    /// naming one resolves to its value, so a graph declared for symbolic shapes is built with
+    /// concrete ones, without shape arithmetic on symbols and without binding them afterwards.
+    pub bound_symbols: Vec<(String, i64)>,
 }
 
 impl Default for Nnef {
@@ -53,6 +57,7 @@ impl Default for Nnef {
             ],
             allow_extended_identifier_syntax: false,
             extern_all_constants: false,
+            bound_symbols: vec![],
         }
     }
 }
@@ -65,6 +70,13 @@ impl Nnef {
 
     pub fn with_resource_loader(mut self, loader: impl ResourceLoader + 'static) -> Nnef {
         self.resource_loaders.push(Box::new(loader));
+        self
+    }
+
+    /// Reads graphs with the symbol `name` (declared by `extension tract_symbol`) bound to
+    /// `value` (edgesieve patch, PATCH.md).
+    pub fn with_bound_symbol(mut self, name: impl Into<String>, value: i64) -> Nnef {
+        self.bound_symbols.push((name.into(), value));
         self
     }
 

@@ -472,12 +472,18 @@ pub(super) fn logical_literal(i: &str) -> R<'_, bool> {
 
 // SPACES
 
+// edgesieve patch (PATCH.md): the same grammar as `many0(alt((one_of(" \t\n\r"), "#" and
+// anything up to the end of the line)))`, without a parser per character: every token of the
+// file is `spaced`, so this ran twice per token.
 fn space_and_comments(i: &str) -> R<'_, ()> {
-    map(
-        many0(alt((recognize(one_of(" \t\n\r")), recognize((tag("#"), many0(none_of("\r\n"))))))),
-        |_| (),
-    )
-    .parse(i)
+    let mut rest = i;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', '\n', '\r']);
+        match rest.strip_prefix('#') {
+            Some(comment) => rest = comment.trim_start_matches(|c| c != '\r' && c != '\n'),
+            None => return Ok((rest, ())),
+        }
+    }
 }
 
 fn spaced<'s, O, F>(it: F) -> impl Parser<&'s str, Output = O, Error = ParseError<'s>>
