@@ -63,17 +63,11 @@ impl SpecialOps<TypedFact, Box<dyn TypedOp>> for TypedModel {
         let op = op.into();
         let name = name.into();
         if let Some(konst) = op.downcast_ref::<Const>() {
-            // edgesieve patch (PATCH.md, 3): shape tensors (TDim) are matched by their expression
-            // trees, not by `TDim`'s algebraic `==` (see `same_tdim_tensor`).
-            let structural = konst.val().datum_type() == TDim::datum_type()
-                && konst.exotic_fact().is_none();
+            // edgesieve patch (PATCH.md, 3): values compared by `same_value`.
             for node in &self.nodes {
-                let same = node.op_as::<Const>().is_some_and(|other| {
-                    if structural {
-                        other.exotic_fact().is_none() && same_tdim_tensor(other.val(), konst.val())
-                    } else {
-                        other == konst
-                    }
+                let same = node.op_as::<Const>().is_some_and(|other| match konst.exotic_fact() {
+                    None => other.exotic_fact().is_none() && same_value(other.val(), konst.val()),
+                    Some(_) => other == konst,
                 });
                 if same {
                     return Ok(tvec!(node.id.into()));
@@ -165,16 +159,11 @@ impl SpecialOps<TypedFact, Box<dyn TypedOp>> for TypedModel {
         v: impl IntoArcTensor,
     ) -> TractResult<OutletId> {
         let v = v.into_arc_tensor();
-        // edgesieve patch (PATCH.md, 3): shape tensors (TDim) are matched by their expression
-        // trees, not by `TDim`'s algebraic `==` (see `same_tdim_tensor`).
-        let structural = v.datum_type() == TDim::datum_type();
+        // edgesieve patch (PATCH.md, 3): values compared by `same_value`.
         for node in &self.nodes {
-            if !node.op_is::<Const>() {
-                continue;
-            }
-            let Some(k) = node.outputs[0].fact.konst.as_ref() else { continue };
-            let same = if structural { same_tdim_tensor(k, &v) } else { **k == *v };
-            if same {
+            if node.op_is::<Const>()
+                && node.outputs[0].fact.konst.as_ref().is_some_and(|k| same_value(k, &v))
+            {
                 return Ok(node.id.into());
             }
         }
@@ -189,13 +178,15 @@ impl SpecialOps<TypedFact, Box<dyn TypedOp>> for TypedModel {
     }
 }
 
-/// Whether two TDim tensors hold the same expression trees, element for element (edgesieve
-/// patch, PATCH.md, 3). `wire_node` and `add_const` look for an equal constant among all the
-/// model's nodes before adding one; `TDim`'s `==` falls back to subtracting and simplifying when
-/// the trees differ, and over the symbolic shape arithmetic of reading an NNEF file that search
-/// cost more than the rest of building the graph. Two constants whose trees differ but are
-/// algebraically equal now stay two nodes; the optimiser's constant folding meets them later.
-fn same_tdim_tensor(a: &Tensor, b: &Tensor) -> bool {
+/// Whether two constant values are the same, for `wire_node` and `add_const`, which look for an
+/// equal constant among all the model's nodes before adding one (edgesieve patch, PATCH.md, 3).
+/// Shape tensors (TDim) are the same when they hold the same expression trees, element for
+/// element; every other tensor as `==` says. `TDim`'s `==` falls back to subtracting and
+/// simplifying when the trees differ, and over the symbolic shape arithmetic of reading an NNEF
+/// file that search cost more than the rest of building the graph. Two constants whose trees
+/// differ but are algebraically equal now stay two nodes; the optimiser's constant folding meets
+/// them later.
+fn same_value(a: &Tensor, b: &Tensor) -> bool {
     fn same(a: &TDim, b: &TDim) -> bool {
         use TDim::*;
         match (a, b) {
@@ -212,7 +203,10 @@ fn same_tdim_tensor(a: &Tensor, b: &Tensor) -> bool {
             _ => false,
         }
     }
-    if a.datum_type() != b.datum_type() || a.shape() != b.shape() {
+    if a.datum_type() != TDim::datum_type() {
+        return a == b;
+    }
+    if b.datum_type() != TDim::datum_type() || a.shape() != b.shape() {
         return false;
     }
     match (a.try_as_plain_ram(), b.try_as_plain_ram()) {
