@@ -14,6 +14,7 @@ pub mod manifest;
 mod maxpool;
 pub mod model;
 pub mod nnef;
+mod optimise;
 pub mod postprocess;
 pub mod preprocess;
 mod rewrite;

@@ -8,6 +8,7 @@ pub use crate::detect::half::native_f16;
 use crate::detect::manifest::{Manifest, ManifestError, Precision};
 use crate::detect::maxpool;
 use crate::detect::nnef;
+use crate::detect::optimise;
 use crate::detect::postprocess::{Detections, PostprocessOptions, YoloxDecoder};
 use crate::detect::preprocess::{Letterbox, PreprocessError, Preprocessor};
 use crate::detect::rewrite;
@@ -450,8 +451,30 @@ pub fn optimized_model(
     shape: (u32, u32),
     precision: Precision,
 ) -> Result<TypedModel, DetectorError> {
+    optimized_model_with(manifest, path, shape, precision, Declutter::AsRead)
+}
+
+/// How much of tract's declutter a model gets before code generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Declutter {
+    /// What its format needs: an NNEF file we wrote only what reading it back left
+    /// ([`optimise::read_back`]), an ONNX file all of it.
+    AsRead,
+    /// All of it, whatever the format (the test that the two give the same model).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Full,
+}
+
+fn optimized_model_with(
+    manifest: &Manifest,
+    path: &Path,
+    shape: (u32, u32),
+    precision: Precision,
+    declutter: Declutter,
+) -> Result<TypedModel, DetectorError> {
     tract_defaults();
     let started = std::time::Instant::now();
+    let read_back = nnef::is_nnef(path) && declutter == Declutter::AsRead;
     let model = if nnef::is_nnef(path) {
         nnef_model(manifest, path, shape)?
     } else {
@@ -484,7 +507,12 @@ pub fn optimized_model(
          separable",
         path.display()
     );
-    let mut typed = model.into_optimized().map_err(failed)?;
+    let mut typed = if read_back {
+        optimise::read_back(model)
+    } else {
+        model.into_optimized()
+    }
+    .map_err(failed)?;
     if precision == Precision::F16 {
         half::fast_casts(&mut typed).map_err(failed)?;
     }
@@ -798,6 +826,45 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, [0.0, 0.0]);
+    }
+
+    /// What a test can compare of an optimised model, node by node: op, its parameters as tract
+    /// describes them, inputs and output facts (not names, which the two paths choose apart).
+    fn graph_signature(model: &TypedModel) -> Vec<String> {
+        model
+            .nodes
+            .iter()
+            .map(|n| {
+                let facts: Vec<String> =
+                    n.outputs.iter().map(|o| format!("{:?}", o.fact)).collect();
+                format!(
+                    "{} {} {:?} {:?} {facts:?}",
+                    n.id,
+                    n.op.name(),
+                    n.op.info().unwrap_or_default(),
+                    n.inputs
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_nnef_read_back_optimises_to_the_model_a_full_declutter_gives() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");
+        let m = Manifest::load(Path::new(path)).unwrap();
+        for precision in [Precision::Fp32, Precision::Int8, Precision::F16] {
+            let file = m.nnef_path(precision).unwrap().unwrap();
+            let load = |declutter| {
+                optimized_model_with(&m, &file, (416, 256), precision, declutter).unwrap()
+            };
+            let (read_back, full) = (load(Declutter::AsRead), load(Declutter::Full));
+            let (a, b) = (graph_signature(&read_back), graph_signature(&full));
+            assert!(a.len() > 300, "{precision:?}: {} nodes", a.len());
+            assert_eq!(a.len(), b.len(), "{precision:?}: node count");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x, y, "{precision:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,85 @@
+//! Optimising a model read back from the detector's NNEF file (issue 11: start to ready).
+//!
+//! `edgesieve convert` (run by `models/fetch`) writes the NNEF file from a graph tract has already
+//! decluttered. Reading it back leaves only a narrow kind of clutter: tract's NNEF writer turns
+//! each `EinSum` into a prefix matmul between reshapes, and its reader puts a `Cast` on each
+//! operand of a binary op. `TypedModel::into_optimized` declutters it all again anyway: a fixed
+//! point of nine passes, every op's rules over the whole graph (on the shipped detector, 1,142
+//! patches before code generation). [`read_back`] runs the two that change this graph, the
+//! declutter rules of `EinSum`, `Cast` and `Identity` nodes and the `ChangeAxes` pass, to their
+//! own fixed point, then tract's code generation as usual.
+//!
+//! The optimised graph is the same node for node as after `into_optimized`, for fp32, int8 and
+//! f16, on x86_64 and on aarch64 (where the stride-2 depthwise rewrite changes what `ChangeAxes`
+//! does): the test below, and `examples/kernels.rs --nnef --dump`. aarch64, start to ready
+//! (`qemu-aarch64 -cpu neoverse-n1`, qemu-insncount, input 416x256, car build): fp32 509 M ->
+//! 461 M, int8 589 M -> 534 M, f16 579 M -> 554 M; instructions per frame unchanged.
+//!
+//! Skipping the declutter altogether would start in 299 M (fp32) but leaves a layout that costs
+//! 9 M instructions more per frame on aarch64 (217 M against 208 M): not worth it on a device
+//! that starts once and then runs for hours. An ONNX file is not written by us, so it still gets
+//! tract's whole declutter.
+
+use tract_core::internal::*;
+use tract_core::ops::cast::Cast;
+use tract_core::ops::einsum::EinSum;
+use tract_core::ops::identity::Identity;
+use tract_core::optim::change_axes::ChangeAxes;
+use tract_core::optim::{Optimizer, OptimizerSession, TypedPass};
+
+/// `model`, read back from an NNEF file `edgesieve convert` wrote, decluttered where reading it
+/// back left clutter (module doc) and optimised by tract.
+pub fn read_back(mut model: TypedModel) -> TractResult<TypedModel> {
+    let declutter = Optimizer {
+        passes: vec![
+            Box::<DeclutterReadBack>::default(),
+            Box::<ChangeAxes>::default(),
+        ],
+        steps: None,
+    };
+    declutter.optimize(&mut model)?;
+    model.optimize()?;
+    Ok(model)
+}
+
+/// tract's per-op declutter rules, on the ops an NNEF read-back leaves to declutter only. Like
+/// tract's own op pass, it resumes after the node it last patched.
+#[derive(Clone, Debug, Default)]
+struct DeclutterReadBack {
+    next: usize,
+}
+
+impl DeclutterReadBack {
+    fn concerns(node: &TypedNode) -> bool {
+        node.op_is::<EinSum>() || node.op_is::<Cast>() || node.op_is::<Identity>()
+    }
+}
+
+impl TypedPass for DeclutterReadBack {
+    fn reset(&mut self) -> TractResult<()> {
+        self.next = 0;
+        Ok(())
+    }
+
+    fn next(
+        &mut self,
+        session: &mut OptimizerSession,
+        model: &TypedModel,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        for node in model.nodes.iter().skip(self.next) {
+            if !Self::concerns(node) {
+                continue;
+            }
+            if let Some(mut patch) = node
+                .op
+                .declutter_with_session(session, model, node)
+                .with_context(|| format!("declutter {node}"))?
+            {
+                patch.push_context(format!("read-back declutter {node}"));
+                self.next = node.id + patch.dont_apply_twice.is_some() as usize;
+                return Ok(Some(patch));
+            }
+        }
+        Ok(None)
+    }
+}
