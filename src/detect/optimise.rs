@@ -11,9 +11,10 @@
 //!
 //! The optimised graph is the same node for node as after `into_optimized`, for fp32, int8 and
 //! f16, on x86_64 and on aarch64 (where the stride-2 depthwise rewrite changes what `ChangeAxes`
-//! does): the test below, and `examples/kernels.rs --nnef --dump`. aarch64, start to ready
+//! does): `detect::model`'s test `an_nnef_read_back_optimises_to_the_model_a_full_declutter_gives`,
+//! and `examples/kernels.rs --nnef --dump`. aarch64, start to ready
 //! (`qemu-aarch64 -cpu neoverse-n1`, qemu-insncount, input 416x256, car build): fp32 509 M ->
-//! 461 M, int8 589 M -> 534 M, f16 579 M -> 554 M; instructions per frame unchanged.
+//! 462 M, int8 589 M -> 535 M, f16 579 M -> 556 M; instructions per frame unchanged.
 //!
 //! Skipping the declutter altogether would start in 299 M (fp32) but leaves a layout that costs
 //! 9 M instructions more per frame on aarch64 (217 M against 208 M): not worth it on a device
