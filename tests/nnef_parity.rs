@@ -97,6 +97,19 @@ fn nnef_gives_the_detections_of_onnx_at_both_precisions_and_shapes() {
         let onnx = m.model_path(precision).unwrap();
         let converted = dir.join(format!("{precision}.nnef.tar"));
         nnef::convert(&m, &onnx, &converted).expect("converts");
+        // Einsums are written as tract's einsum, not NNEF matmuls between reshapes, which tract
+        // declutters back at every load (detect::optimise); the layout says so (models/fetch).
+        let text = String::from_utf8_lossy(&std::fs::read(&converted).unwrap()).into_owned();
+        assert!(text.contains("tract_core_einsum"), "{precision}");
+        assert!(!text.contains(" = matmul("), "{precision}");
+        assert!(
+            text.contains(&format!(
+                "(\"{}\", \"{}\")",
+                nnef::LAYOUT_PROPERTY,
+                nnef::LAYOUT
+            )),
+            "{precision}"
+        );
         for fit in [Some(size), None] {
             let a = run(&m, &onnx, precision, fit, &frames);
             let b = run(&m, &converted, precision, fit, &frames);

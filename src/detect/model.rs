@@ -791,6 +791,22 @@ fn nnef_model(
             ));
         }
     }
+    let layout = model.properties.get(nnef::LAYOUT_PROPERTY).and_then(|t| {
+        t.try_as_plain_ram()
+            .ok()?
+            .to_scalar::<String>()
+            .ok()
+            .cloned()
+    });
+    if layout.as_deref() != Some(nnef::LAYOUT) {
+        log::warn!(
+            "model {}: written by an older edgesieve convert (layout {}, now {}): it loads the \
+             same detector, in more instructions; models/fetch rebuilds it",
+            path.display(),
+            layout.as_deref().unwrap_or("unnamed"),
+            nnef::LAYOUT
+        );
+    }
     let wanted = 1 + manifest.embedding.is_some() as usize;
     if model.outputs.len() != wanted {
         return Err(mismatch(

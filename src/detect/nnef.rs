@@ -35,6 +35,17 @@ pub const WIDTH_SYMBOL: &str = "w";
 /// Model property of the NNEF files: the input height and width the ONNX file declared.
 pub const DECLARED_INPUT_HW: &str = "edgesieve.declared_input_hw";
 
+/// Model property of the NNEF files: how `edgesieve convert` laid the graph out, [`LAYOUT`].
+pub const LAYOUT_PROPERTY: &str = "edgesieve.nnef_layout";
+
+/// The layout `edgesieve convert` writes: the graph tract decluttered, its einsums as
+/// `tract_core_einsum` (`Nnef::keeping_einsum`, patches/tract-nnef/PATCH.md). Files from
+/// before it wrote matmul-like einsums as NNEF `matmul` between reshapes, which tract has to
+/// declutter back at every load: they load the same model, in more instructions
+/// (`detect::optimise`). models/fetch rebuilds a file without this value (it looks for the
+/// property's text in the archive's `graph.nnef`).
+pub const LAYOUT: &str = "einsum-1";
+
 /// Whether `path` names an NNEF model (`.nnef.tar` or `.nnef` directory) rather than ONNX.
 pub fn is_nnef(path: &Path) -> bool {
     path.file_name()
@@ -123,6 +134,7 @@ pub fn framework() -> tract_nnef::framework::Nnef {
         allow_extended_identifier_syntax: false,
         extern_all_constants: false,
         bound_symbols: vec![],
+        einsum_as_matmul: true,
     }
 }
 
@@ -130,7 +142,9 @@ pub fn framework() -> tract_nnef::framework::Nnef {
 /// convert` writes with (its serialisers).
 #[cfg(feature = "onnx")]
 pub fn writer() -> tract_nnef::framework::Nnef {
-    tract_nnef::nnef().with_registry(registry())
+    tract_nnef::nnef()
+        .with_registry(registry())
+        .keeping_einsum()
 }
 
 /// NNEF forms of the ops tract's own registries do not serialise: the (de)quantization at the
@@ -336,6 +350,9 @@ pub fn convert(
     model
         .properties
         .insert(DECLARED_INPUT_HW.into(), rctensor1(&[h, w]));
+    model
+        .properties
+        .insert(LAYOUT_PROPERTY.into(), rctensor0(LAYOUT.to_string()));
     let mut part = out.as_os_str().to_owned();
     part.push(".part");
     let part = std::path::PathBuf::from(part);

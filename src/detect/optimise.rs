@@ -1,25 +1,25 @@
 //! Optimising a model read back from the detector's NNEF file (issue 11: start to ready).
 //!
 //! `edgesieve convert` (run by `models/fetch`) writes the NNEF file from a graph tract has already
-//! decluttered. Reading it back leaves only a narrow kind of clutter: tract's NNEF writer turns
-//! each `EinSum` into a prefix matmul between reshapes, and its reader puts a `Cast` on each
-//! operand of a binary op. `TypedModel::into_optimized` declutters it all again anyway: a fixed
-//! point of nine passes, every op's rules over the whole graph (on the shipped detector, 1,142
-//! patches before code generation). [`read_back`] runs the two that change this graph, the
-//! declutter rules of `EinSum`, `Cast` and `Identity` nodes and the `ChangeAxes` pass, to their
-//! own fixed point, then tract's code generation as usual.
+//! decluttered. `TypedModel::into_optimized` declutters it all again anyway: a fixed point of nine
+//! passes, every op's rules over the whole graph. [`read_back`] runs the two that can still change
+//! a graph read back, the declutter rules of `EinSum`, `Cast` and `Identity` nodes and the
+//! `ChangeAxes` pass, to their own fixed point, then tract's code generation as usual.
 //!
-//! The optimised graph is the same node for node as after `into_optimized`, for fp32, int8 and
-//! f16, on x86_64 and on aarch64 (where the stride-2 depthwise rewrite changes what `ChangeAxes`
-//! does): `detect::model`'s test `an_nnef_read_back_optimises_to_the_model_a_full_declutter_gives`,
-//! and `examples/kernels.rs --nnef --dump`. aarch64, start to ready
-//! (`qemu-aarch64 -cpu neoverse-n1`, qemu-insncount, input 416x256, car build): fp32 509 M ->
-//! 462 M, int8 589 M -> 535 M, f16 579 M -> 556 M; instructions per frame unchanged.
+//! Files of the older layout (before `nnef::LAYOUT`: matmul-like einsums written as NNEF
+//! `matmul` between reshapes, a cast on each operand of a binary op) needed those two passes for
+//! 1,142 patches at every load; a file of the current layout needs few. Either way the optimised
+//! graph is the same node for node as after `into_optimized`, for fp32, int8 and f16, on x86_64
+//! and on aarch64 (where the stride-2 depthwise rewrite changes what `ChangeAxes` does):
+//! `detect::model`'s test `an_nnef_read_back_optimises_to_the_model_a_full_declutter_gives`, and
+//! `examples/kernels.rs --nnef --dump`. aarch64, start to ready (`qemu-aarch64 -cpu
+//! neoverse-n1`, qemu-insncount, input 416x256, car build), older layout: fp32 509 M -> 462 M,
+//! int8 589 M -> 535 M, f16 579 M -> 556 M; instructions per frame unchanged.
 //!
-//! Skipping the declutter altogether would start in 299 M (fp32) but leaves a layout that costs
-//! 9 M instructions more per frame on aarch64 (217 M against 208 M): not worth it on a device
-//! that starts once and then runs for hours. An ONNX file is not written by us, so it still gets
-//! tract's whole declutter.
+//! Skipping the declutter altogether on the older layout started in 299 M (fp32) but left a
+//! layout that costs 9 M instructions more per frame on aarch64 (217 M against 208 M): not worth
+//! it on a device that starts once and then runs for hours. An ONNX file is not written by us, so
+//! it still gets tract's whole declutter.
 
 use tract_core::internal::*;
 use tract_core::ops::cast::Cast;

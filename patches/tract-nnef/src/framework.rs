@@ -40,6 +40,10 @@ pub struct Nnef {
     /// naming one resolves to its value, so a graph declared for symbolic shapes is built with
     /// concrete ones, without shape arithmetic on symbols and without binding them afterwards.
     pub bound_symbols: Vec<(String, i64)>,
+    /// Whether a matmul-like `EinSum` is written as NNEF's `matmul` (with the reshapes and
+    /// transposes a prefix matmul needs around it), as tract does, or as `tract_core_einsum`
+    /// (edgesieve patch, PATCH.md). Reading the second back gives the graph that was written.
+    pub einsum_as_matmul: bool,
 }
 
 impl Default for Nnef {
@@ -58,6 +62,7 @@ impl Default for Nnef {
             allow_extended_identifier_syntax: false,
             extern_all_constants: false,
             bound_symbols: vec![],
+            einsum_as_matmul: true,
         }
     }
 }
@@ -77,6 +82,13 @@ impl Nnef {
     /// `value` (edgesieve patch, PATCH.md).
     pub fn with_bound_symbol(mut self, name: impl Into<String>, value: i64) -> Nnef {
         self.bound_symbols.push((name.into(), value));
+        self
+    }
+
+    /// Writes every `EinSum` as `tract_core_einsum`, not matmul-like ones as NNEF `matmul`
+    /// (edgesieve patch, PATCH.md).
+    pub fn keeping_einsum(mut self) -> Nnef {
+        self.einsum_as_matmul = false;
         self
     }
 

@@ -240,9 +240,17 @@ impl Registry {
                 bin.1.operating_datum_type(a_dt, b_dt)?
             };
 
+            // edgesieve patch (PATCH.md): an operand already of the operating type is not cast
+            // (a cast to its own type is an identity the optimiser had to find and remove).
             if !a_dt.is_quantized() || !b_dt.is_quantized() {
-                a = builder.wire_as_outlets(tract_core::ops::cast::cast(operating_dt), &[a])?[0];
-                b = builder.wire_as_outlets(tract_core::ops::cast::cast(operating_dt), &[b])?[0];
+                if a_dt != operating_dt {
+                    a = builder.wire_as_outlets(tract_core::ops::cast::cast(operating_dt), &[a])?
+                        [0];
+                }
+                if b_dt != operating_dt {
+                    b = builder.wire_as_outlets(tract_core::ops::cast::cast(operating_dt), &[b])?
+                        [0];
+                }
             }
             let inputs = multi_rank_broadcast(builder, &[a, b])?;
 
@@ -255,7 +263,9 @@ impl Registry {
                 ),
                 &inputs,
             )?[0];
-            if let Some(c_dt) = c_dt {
+            if let Some(c_dt) = c_dt
+                && builder.model.outlet_fact(wire)?.datum_type != c_dt
+            {
                 wire = builder.wire_as_outlets(tract_core::ops::cast::cast(c_dt), &[wire])?[0];
             }
             return Ok(Some(Value::Wire(wire)));

@@ -7,8 +7,16 @@ use tract_core::ops::cnn::conv::{rewrite_kernel_conv_in_oihw, rewrite_kernel_dec
 use tract_itertools::Itertools;
 
 pub fn rewrite_model(model: &mut TypedModel) -> TractResult<()> {
+    rewrite_model_with(model, true)
+}
+
+/// [`rewrite_model`], with matmul-like einsums left as they are unless `einsum_as_matmul`
+/// (edgesieve patch, PATCH.md: `Nnef::einsum_as_matmul`).
+pub fn rewrite_model_with(model: &mut TypedModel, einsum_as_matmul: bool) -> TractResult<()> {
     model.prop_consts()?;
-    tract_core::ops::einsum::prefix_matmul::rewrite_einsum_to_prefix_matmul(model, true)?;
+    if einsum_as_matmul {
+        tract_core::ops::einsum::prefix_matmul::rewrite_einsum_to_prefix_matmul(model, true)?;
+    }
     Rewriter::default()
         .with_rule_for(
             "rewrite_block_quant_const_to_scalar",
@@ -47,7 +55,7 @@ pub fn to_proto_model(framework: &Nnef, model: &TypedModel) -> TractResult<Proto
         );
     }
     let mut fixed_model = model.clone();
-    rewrite_model(&mut fixed_model)?;
+    rewrite_model_with(&mut fixed_model, framework.einsum_as_matmul)?;
     let mut into_ast = IntoAst::new(framework, &fixed_model);
     into_ast.translate().context("Translating model to AST")?;
     into_ast.into_proto_model().context("Translating AST to proto model")

@@ -512,7 +512,10 @@ pub fn conv_like(
 
     let bias_dt =
         if input_fact.datum_type.is_float() { input_fact.datum_type } else { i32::datum_type() };
-    bias = builder.model.wire_node(format!("{name}.cast_bias"), cast(bias_dt), &[bias])?[0];
+    // edgesieve patch (PATCH.md): no cast when the bias already has the type.
+    if builder.model.outlet_fact(bias)?.datum_type != bias_dt {
+        bias = builder.model.wire_node(format!("{name}.cast_bias"), cast(bias_dt), &[bias])?[0];
+    }
 
     let mut inputs = tvec!(input, kernel, bias);
     let kernel_shape: ShapeFact = block_quant_aware_input_shape(&kernel_fact)?.iter().collect();
