@@ -474,8 +474,9 @@ fn optimized_model_with(
 ) -> Result<TypedModel, DetectorError> {
     tract_defaults();
     let started = std::time::Instant::now();
-    let read_back = nnef::is_nnef(path) && declutter == Declutter::AsRead;
-    let model = if nnef::is_nnef(path) {
+    let is_nnef = nnef::is_nnef(path);
+    let read_back = is_nnef && declutter == Declutter::AsRead;
+    let model = if is_nnef {
         nnef_model(manifest, path, shape)?
     } else {
         onnx_typed_model(manifest, path, shape)?

@@ -26,14 +26,14 @@ use tract_core::ops::cast::Cast;
 use tract_core::ops::einsum::EinSum;
 use tract_core::ops::identity::Identity;
 use tract_core::optim::change_axes::ChangeAxes;
-use tract_core::optim::{Optimizer, OptimizerSession, TypedPass};
+use tract_core::optim::{OpOptim, Optimizer, OptimizerSession};
 
 /// `model`, read back from an NNEF file `edgesieve convert` wrote, decluttered where reading it
 /// back left clutter (module doc) and optimised by tract.
 pub fn read_back(mut model: TypedModel) -> TractResult<TypedModel> {
     let declutter = Optimizer {
         passes: vec![
-            Box::<DeclutterReadBack>::default(),
+            Box::new(OpOptim("read-back declutter", declutter_read_back, 0)),
             Box::<ChangeAxes>::default(),
         ],
         steps: None,
@@ -43,44 +43,16 @@ pub fn read_back(mut model: TypedModel) -> TractResult<TypedModel> {
     Ok(model)
 }
 
-/// tract's per-op declutter rules, on the ops an NNEF read-back leaves to declutter only. Like
-/// tract's own op pass, it resumes after the node it last patched.
-#[derive(Clone, Debug, Default)]
-struct DeclutterReadBack {
-    next: usize,
-}
-
-impl DeclutterReadBack {
-    fn concerns(node: &TypedNode) -> bool {
-        node.op_is::<EinSum>() || node.op_is::<Cast>() || node.op_is::<Identity>()
-    }
-}
-
-impl TypedPass for DeclutterReadBack {
-    fn reset(&mut self) -> TractResult<()> {
-        self.next = 0;
-        Ok(())
-    }
-
-    fn next(
-        &mut self,
-        session: &mut OptimizerSession,
-        model: &TypedModel,
-    ) -> TractResult<Option<TypedModelPatch>> {
-        for node in model.nodes.iter().skip(self.next) {
-            if !Self::concerns(node) {
-                continue;
-            }
-            if let Some(mut patch) = node
-                .op
-                .declutter_with_session(session, model, node)
-                .with_context(|| format!("declutter {node}"))?
-            {
-                patch.push_context(format!("read-back declutter {node}"));
-                self.next = node.id + patch.dont_apply_twice.is_some() as usize;
-                return Ok(Some(patch));
-            }
-        }
+/// tract's declutter rules, on the ops an NNEF read-back leaves to declutter only.
+fn declutter_read_back(
+    op: &dyn TypedOp,
+    session: &mut OptimizerSession,
+    model: &TypedModel,
+    node: &TypedNode,
+) -> TractResult<Option<TypedModelPatch>> {
+    if node.op_is::<EinSum>() || node.op_is::<Cast>() || node.op_is::<Identity>() {
+        op.declutter_with_session(session, model, node)
+    } else {
         Ok(None)
     }
 }

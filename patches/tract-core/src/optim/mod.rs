@@ -20,7 +20,8 @@ use self::propagate_uniform_tdim::PropagateUniformTdim;
 use self::push_split_down::PushSplitDown;
 use self::slice::PushSliceUp;
 use self::uniform_mask::FoldUniformMask;
-use op_optim::OpOptim;
+// edgesieve patch (PATCH.md, 7): public, so a caller's pass can run op rules on some ops only.
+pub use op_optim::OpOptim;
 
 /// Byte allowance for the growth an eager constant fold may cause.
 ///
