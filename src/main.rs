@@ -48,15 +48,16 @@ USAGE:
       Per-stage ms/frame and fps, fp32 and int8, one thread and all cores, square and fit input
       shapes; side by side with onnxruntime on the same shapes when python3 has it.
   edgesieve convert [--model FILE] [--precision P]
-      Writes the NNEF form of the manifest's ONNX files (fp32_nnef and int8_nnef, both unless
-      --precision), what the detector then loads; models/fetch runs it. Builds with the onnx
-      feature only (not the car's).
+      Writes the NNEF form of the manifest's ONNX files (fp32_nnef, int8_nnef and f16_nnef, the
+      fp32 model translated to half precision; all it names unless --precision), what the
+      detector then loads; models/fetch runs it. Builds with the onnx feature only (not the
+      car's).
   edgesieve --version | --help
 
 MODEL OPTIONS:
   --model FILE        model manifest (default: $EDGESIEVE_MODEL, else models/yolox_nano.toml)
   --precision P       auto (default: f16 where the core computes in it natively, else fp32),
-                      int8, fp32, or f16 (the fp32 file computed in half precision: for ARMv8.2
+                      int8, fp32, or f16 (the fp32 model computed in half precision: for ARMv8.2
                       cores with FEAT_FP16, e.g. Cortex-A55/A76; emulated elsewhere)
   --onnx FILE         run this model file (.onnx, or .nnef.tar) instead of the manifest's (it
                       must fit the manifest)
@@ -415,27 +416,31 @@ fn cmd_convert(argv: &[String]) -> Result<(), String> {
     let manifest = Manifest::load(&path).map_err(err)?;
     let precisions = match args.parsed::<Precision>("--precision").map_err(err)? {
         Some(p) => vec![p],
-        None if manifest.int8_file.is_some() => vec![Precision::Fp32, Precision::Int8],
-        None => vec![Precision::Fp32],
+        None => [
+            (Precision::Fp32, true),
+            (Precision::Int8, manifest.int8_file.is_some()),
+            (Precision::F16, manifest.f16_nnef.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(p, named)| named.then_some(p))
+        .collect(),
     };
     for precision in precisions {
         let precision = precision.resolved();
-        if precision == Precision::F16 {
-            return Err(
-                "--precision f16 has no file of its own: the detector computes the fp32 file in \
-                 half precision when it loads it (convert fp32)"
-                    .to_string(),
-            );
-        }
         let onnx = manifest.model_path(precision).map_err(err)?;
-        let Some(nnef) = manifest.nnef_path(precision).map_err(err)? else {
+        let nnef = match precision {
+            // Not the fp32 file nnef_path falls back to: f16 is written to its own.
+            Precision::F16 => manifest.f16_nnef.as_ref().map(|f| manifest.dir.join(f)),
+            _ => manifest.nnef_path(precision).map_err(err)?,
+        };
+        let Some(nnef) = nnef else {
             return Err(format!(
                 "{}: the manifest names no {precision} NNEF file ({precision}_nnef)",
                 path.display()
             ));
         };
         let started = std::time::Instant::now();
-        edgesieve::detect::nnef::convert(&manifest, &onnx, &nnef).map_err(err)?;
+        edgesieve::detect::nnef::convert(&manifest, &onnx, &nnef, precision).map_err(err)?;
         log::info!(
             "{} -> {} ({:.1} s)",
             onnx.display(),

@@ -214,7 +214,7 @@ fn detections_match_the_x86_64_golden() {
     let mut skipped = Vec::new();
     for p in precisions {
         let (want, have) = match p {
-            // f16 runs the fp32 file (it is not in the golden: x86_64 has no f16 arithmetic).
+            // f16 is the fp32 model (it is not in the golden: x86_64 has no f16 arithmetic).
             Precision::Fp32 | Precision::F16 => (&header.fp32_sha256, model_sha(p)),
             // The list above names its precisions: auto never comes here.
             Precision::Int8 | Precision::Auto => (&header.int8_sha256, model_sha(p)),

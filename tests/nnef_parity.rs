@@ -96,7 +96,7 @@ fn nnef_gives_the_detections_of_onnx_at_both_precisions_and_shapes() {
     for precision in [Precision::Fp32, Precision::Int8] {
         let onnx = m.model_path(precision).unwrap();
         let converted = dir.join(format!("{precision}.nnef.tar"));
-        nnef::convert(&m, &onnx, &converted).expect("converts");
+        nnef::convert(&m, &onnx, &converted, precision).expect("converts");
         // Einsums are written as tract's einsum, not NNEF matmuls between reshapes, which tract
         // declutters back at every load (detect::optimise); the layout says so (models/fetch).
         let text = String::from_utf8_lossy(&std::fs::read(&converted).unwrap()).into_owned();
@@ -143,12 +143,83 @@ fn nnef_gives_the_detections_of_onnx_at_both_precisions_and_shapes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The f16 file (`convert --precision f16`: the fp32 model translated to half precision when it
+/// is written, not at every start) is marked as such and computes what the fp32 file translated
+/// at load computes: the same ops on the same f16 weights. It runs as f16 only.
+#[test]
+fn the_f16_file_computes_what_f16_computes_from_the_fp32_file() {
+    let m = Manifest::load(Path::new(MANIFEST)).unwrap();
+    let dir = temp_dir("nnef-f16");
+    let onnx = m.model_path(Precision::Fp32).unwrap();
+    let (fp32, half) = (dir.join("fp32.nnef.tar"), dir.join("f16.nnef.tar"));
+    nnef::convert(&m, &onnx, &fp32, Precision::Fp32).unwrap();
+    nnef::convert(&m, &onnx, &half, Precision::F16).unwrap();
+    let text = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    let mark = format!("(\"{}\", \"{}\")", nnef::PRECISION_PROPERTY, nnef::HALF);
+    assert!(text(&half).contains(&mark));
+    assert!(!text(&fp32).contains(&mark));
+    // Its weights are f16: about half the bytes.
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&half) * 10 < size(&fp32) * 6,
+        "{} {}",
+        size(&half),
+        size(&fp32)
+    );
+
+    let frames = frames();
+    let fit = Some((frames[0].width, frames[0].height));
+    let a = run(&m, &fp32, Precision::F16, fit, &frames);
+    let b = run(&m, &half, Precision::F16, fit, &frames);
+    let mut total = 0;
+    for (i, ((da, ea), (db, eb))) in a.iter().zip(&b).enumerate() {
+        assert_eq!(da.len(), db.len(), "frame {i}");
+        for (x, y) in da.iter().zip(db) {
+            assert_eq!(x.0, y.0, "frame {i}");
+            assert!((x.1 - y.1).abs() < 1e-4, "frame {i}: {x:?} {y:?}");
+            for k in 0..4 {
+                assert!((x.2[k] - y.2[k]).abs() < 1e-2, "frame {i}: {x:?} {y:?}");
+            }
+        }
+        let diff = ea
+            .iter()
+            .zip(eb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-3, "frame {i}: embedding {diff}");
+        total += da.len();
+    }
+    assert!(total > 20, "the frames have boxes to compare ({total})");
+
+    // Loaded as fp32 or int8, it is refused by name.
+    for precision in [Precision::Fp32, Precision::Int8] {
+        let options = DetectorOptions {
+            precision,
+            model_file: Some(half.clone()),
+            ..DetectorOptions::default()
+        };
+        let err = Detector::load(m.clone(), &options).err().expect("refused");
+        let text = format!("{err}");
+        assert!(
+            text.contains("precision") && text.contains("f16"),
+            "{precision}: {text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn an_nnef_file_that_does_not_fit_its_manifest_is_refused() {
     let m = Manifest::load(Path::new(MANIFEST)).unwrap();
     let dir = temp_dir("nnef-refusal");
     let converted = dir.join("fp32.nnef.tar");
-    nnef::convert(&m, &m.model_path(Precision::Fp32).unwrap(), &converted).unwrap();
+    nnef::convert(
+        &m,
+        &m.model_path(Precision::Fp32).unwrap(),
+        &converted,
+        Precision::Fp32,
+    )
+    .unwrap();
     let load = |m: Manifest| {
         let options = DetectorOptions {
             precision: Precision::Fp32,

@@ -2,12 +2,16 @@
 //! cores with half-precision arithmetic (FEAT_FP16: Cortex-A55, A75, A76, A78, Neoverse N1 and
 //! later), where tract's f16 matrix kernels do 8 multiply-adds per instruction instead of 4.
 //!
-//! The model file is the fp32 one, translated at load by tract's `f32_to_f16` translator, with
-//! three exceptions that stay f32 because tract has no f16 kernel for them and runs them several
-//! times slower than in f32 (instructions per frame at 416x256 under `qemu-aarch64 -cpu
-//! neoverse-n1`, f16 ISA forced): the depthwise convolutions (562 M in f16, 22 M in f32), the
-//! nearest-neighbour upsampling (13.4 M, 0.4 M) and the SPP max-pools. The input and outputs stay
-//! f32, so the detector's buffers, preprocessing and decoding are those of the other precisions.
+//! The model is the fp32 one translated by tract's `f32_to_f16` translator ([`to_half`]), once,
+//! when `edgesieve convert --precision f16` writes the f16 NNEF file (manifest `f16_nnef`, what
+//! f16 loads), or at every load from an fp32 file. The optimised model is the same node for node
+//! either way (`detect::model`'s test); translating at start cost 16 M instructions on the car
+//! (aarch64, 416x256, start to ready: 311 M from the fp32 file, 295 M from the f16 one). Three
+//! kinds of op stay f32 because tract has no f16 kernel for them and runs them several times
+//! slower than in f32 (instructions per frame at 416x256 under `qemu-aarch64 -cpu neoverse-n1`,
+//! f16 ISA forced): the depthwise convolutions (562 M in f16, 22 M in f32), the nearest-neighbour
+//! upsampling (13.4 M, 0.4 M) and the SPP max-pools. The input and outputs stay f32, so the
+//! detector's buffers, preprocessing and decoding are those of the other precisions.
 //!
 //! tract's `Cast` converts one element at a time (~11 instructions per element on aarch64); the
 //! casts around the f32 islands are replaced by [`HalfCast`]: eight values per step with
@@ -19,6 +23,7 @@ use tract_core::internal::translator::Translate;
 use tract_core::internal::*;
 use tract_core::ops::cast::{cast, Cast};
 use tract_core::ops::cnn::{Conv, MaxPool};
+use tract_core::ops::konst::Const;
 use tract_core::ops::source::TypedSource;
 
 /// Whether a node keeps computing in f32 in the half-precision model (see the module doc).
@@ -44,7 +49,7 @@ pub fn to_half(model: &mut TypedModel) -> TractResult<usize> {
         .collect();
     for node in model.nodes() {
         let successors = node.outputs.iter().flat_map(|o| o.successors.iter());
-        if node.op_is::<tract_core::ops::konst::Const>()
+        if node.op_is::<Const>()
             && successors.clone().next().is_some()
             && successors.clone().all(|inlet| keep.contains(&inlet.node))
         {
@@ -52,10 +57,14 @@ pub fn to_half(model: &mut TypedModel) -> TractResult<usize> {
         }
     }
     let in_f16 = model.nodes().len() - keep.len();
-    let translator =
-        FloatPrecisionTranslator::with_filter(f32::datum_type(), f16::datum_type(), move |node| {
-            !keep.contains(&node.id)
-        });
+    let translator = HalfTranslator {
+        keep: keep.clone(),
+        floats: FloatPrecisionTranslator::with_filter(
+            f32::datum_type(),
+            f16::datum_type(),
+            move |node| !keep.contains(&node.id),
+        ),
+    };
     let mut half = translator.translate_model(model)?;
     // The translator makes the source f16: it becomes an f32 source followed by a cast.
     for input in half.input_outlets()?.to_vec() {
@@ -83,6 +92,44 @@ pub fn to_half(model: &mut TypedModel) -> TractResult<usize> {
     half.select_output_outlets(&outputs)?;
     *model = half;
     Ok(in_f16)
+}
+
+/// tract's `f32_to_f16` translator, but for the f32 constants it translates: they become f16
+/// constants at once, narrowed by [`narrow`], where tract's wires a `Cast` after each that its
+/// optimiser then evaluates one element at a time (the weights: 12.8 M instructions of a 341 M
+/// start on x86_64, and two nodes per weight tensor through every pass until then).
+#[derive(Debug)]
+struct HalfTranslator {
+    /// The nodes that keep f32 ([`stays_f32`] and their constants).
+    keep: std::collections::HashSet<usize>,
+    floats: FloatPrecisionTranslator,
+}
+
+impl Translate<TypedFact, Box<dyn TypedOp>, TypedFact, Box<dyn TypedOp>> for HalfTranslator {
+    fn translate_node(
+        &self,
+        source: &TypedModel,
+        node: &TypedNode,
+        target: &mut TypedModel,
+        mapping: &HashMap<OutletId, OutletId>,
+    ) -> TractResult<TVec<OutletId>> {
+        if let Some(konst) = node.op_as::<Const>() {
+            let val = konst.val();
+            if !self.keep.contains(&node.id)
+                && val.datum_type() == f32::datum_type()
+                && val.is_plain_ram()
+            {
+                // SAFETY: `narrow` writes every element (the slices have the same length).
+                let mut half = unsafe { Tensor::uninitialized_dt(f16::datum_type(), val.shape())? };
+                narrow(
+                    val.try_as_plain_ram()?.as_slice::<f32>()?,
+                    half.try_as_plain_ram_mut()?.as_slice_mut::<f16>()?,
+                );
+                return Ok(tvec!(target.add_const(&node.name, half)?));
+            }
+        }
+        self.floats.translate_node(source, node, target, mapping)
+    }
 }
 
 /// Replaces, in an optimised model, every `Cast` between f32 and f16 by [`HalfCast`]. Returns

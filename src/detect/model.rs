@@ -379,9 +379,20 @@ fn mismatch(path: &Path, what: &str, expected: String, found: String) -> Detecto
 /// The model file the manifest names for `precision`: its NNEF file (`fp32_nnef`/`int8_nnef`,
 /// written by `edgesieve convert` from the ONNX one) when present. A build with the `onnx`
 /// feature falls back to the ONNX file when the NNEF file is missing or older than it (a
-/// re-quantized model not yet converted); without the feature NNEF is the only choice.
+/// re-quantized model not yet converted); without the feature NNEF is the only choice. f16 loads
+/// its own file (`f16_nnef`) when there is one, else the fp32 file, which it translates.
 fn model_file(manifest: &Manifest, precision: Precision) -> Result<PathBuf, DetectorError> {
-    let nnef = manifest.nnef_path(precision)?;
+    let mut nnef = manifest.nnef_path(precision)?;
+    if precision == Precision::F16 && manifest.f16_nnef.is_some() {
+        if let Some(missing) = nnef.as_deref().filter(|p| !p.is_file()) {
+            log::warn!(
+                "{} is missing: f16 translates the fp32 model at load instead, in more \
+                 instructions (models/fetch converts it)",
+                missing.display()
+            );
+            nnef = manifest.nnef_path(Precision::Fp32)?;
+        }
+    }
     #[cfg(feature = "onnx")]
     {
         let onnx = manifest.model_path(precision)?;
@@ -490,9 +501,26 @@ fn optimized_model_with(
     );
     // tract's errors while rewriting and optimising, with their chain.
     let failed = |e: TractError| load_err(path, format!("{e:#}"));
+    // A file `edgesieve convert --precision f16` wrote is translated already (and its max-pools
+    // cascaded): it runs as f16 only.
+    let half_file = nnef::is_half(&model);
+    if half_file && precision != Precision::F16 {
+        return Err(mismatch(
+            path,
+            "precision",
+            format!("a model computing in {precision}"),
+            "one computing in f16 (edgesieve convert --precision f16): run it with \
+             detector.precision f16"
+                .to_string(),
+        ));
+    }
     if precision == Precision::F16 {
-        let nodes = half::to_half(&mut model).map_err(failed)?;
-        log::debug!("model {}: {nodes} nodes compute in f16", path.display());
+        if half_file {
+            log::debug!("model {}: computes in f16 as written", path.display());
+        } else {
+            let nodes = half::to_half(&mut model).map_err(failed)?;
+            log::debug!("model {}: {nodes} nodes compute in f16", path.display());
+        }
         if !half::native_f16() {
             log::warn!(
                 "detector.precision f16: this core has no half-precision arithmetic as tract \
@@ -792,13 +820,7 @@ fn nnef_model(
             ));
         }
     }
-    let layout = model.properties.get(nnef::LAYOUT_PROPERTY).and_then(|t| {
-        t.try_as_plain_ram()
-            .ok()?
-            .to_scalar::<String>()
-            .ok()
-            .cloned()
-    });
+    let layout = nnef::string_property(&model, nnef::LAYOUT_PROPERTY);
     if layout.as_deref() != Some(nnef::LAYOUT) {
         log::warn!(
             "model {}: written by an older edgesieve convert (layout {}, now {}): it loads the \
@@ -869,8 +891,15 @@ mod tests {
     fn an_nnef_read_back_optimises_to_the_model_a_full_declutter_gives() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");
         let m = Manifest::load(Path::new(path)).unwrap();
-        for precision in [Precision::Fp32, Precision::Int8, Precision::F16] {
-            let file = m.nnef_path(precision).unwrap().unwrap();
+        let mut half = vec![];
+        // f16 twice: its own file, and the fp32 file translated at load.
+        for (precision, file_of) in [
+            (Precision::Fp32, Precision::Fp32),
+            (Precision::Int8, Precision::Int8),
+            (Precision::F16, Precision::F16),
+            (Precision::F16, Precision::Fp32),
+        ] {
+            let file = m.nnef_path(file_of).unwrap().unwrap();
             let load = |declutter| {
                 optimized_model_with(&m, &file, (416, 256), precision, declutter).unwrap()
             };
@@ -881,7 +910,33 @@ mod tests {
             for (x, y) in a.iter().zip(&b) {
                 assert_eq!(x, y, "{precision:?}");
             }
+            if precision == Precision::F16 {
+                half.push(a);
+            }
         }
+        // Translated when written or at load, the same model.
+        assert_eq!(half[0].len(), half[1].len(), "f16 node count");
+        for (x, y) in half[0].iter().zip(&half[1]) {
+            assert_eq!(x, y, "f16 from its file / from the fp32 file");
+        }
+    }
+
+    /// A manifest naming an f16 file that is not there (models/fetch not run since): f16 loads
+    /// the fp32 file instead, and translates it.
+    #[test]
+    fn f16_without_its_file_loads_the_fp32_file() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");
+        let mut m = Manifest::load(Path::new(path)).unwrap();
+        m.f16_nnef = Some("not-converted.f16.nnef.tar".into());
+        let file = model_file(&m, Precision::F16).unwrap();
+        assert_eq!(file, m.nnef_path(Precision::Fp32).unwrap().unwrap());
+        let options = DetectorOptions {
+            precision: Precision::F16,
+            ..DetectorOptions::default()
+        };
+        let detector = Detector::load(m, &options).unwrap();
+        assert!(detector.model_path().ends_with("yolox_nano.nnef.tar"));
+        assert_eq!(detector.precision(), Precision::F16);
     }
 
     #[test]

@@ -46,6 +46,32 @@ pub const LAYOUT_PROPERTY: &str = "edgesieve.nnef_layout";
 /// property's text in the archive's `graph.nnef`).
 pub const LAYOUT: &str = "einsum-1";
 
+/// Model property of an NNEF file that computes in half precision (`edgesieve convert
+/// --precision f16`), value [`HALF`]: its weights and ops are f16 but for the few ops that stay
+/// f32 (`detect::half`), its input and outputs f32. A file without it computes in the precision
+/// of its ONNX file.
+pub const PRECISION_PROPERTY: &str = "edgesieve.precision";
+
+/// The value of [`PRECISION_PROPERTY`] in a half-precision file.
+pub const HALF: &str = "f16";
+
+/// Whether `model`, read from an NNEF file, says it computes in half precision
+/// ([`PRECISION_PROPERTY`]).
+pub fn is_half(model: &TypedModel) -> bool {
+    string_property(model, PRECISION_PROPERTY).as_deref() == Some(HALF)
+}
+
+/// The text of `model`'s string property `key`, if it has one.
+pub fn string_property(model: &TypedModel, key: &str) -> Option<String> {
+    model.properties.get(key).and_then(|t| {
+        t.try_as_plain_ram()
+            .ok()?
+            .to_scalar::<String>()
+            .ok()
+            .cloned()
+    })
+}
+
 /// Whether `path` names an NNEF model (`.nnef.tar` or `.nnef` directory) rather than ONNX.
 pub fn is_nnef(path: &Path) -> bool {
     path.file_name()
@@ -72,11 +98,9 @@ pub fn framework() -> tract_nnef::framework::Nnef {
     use tract_nnef::resource::{DatLoader, GraphNnefLoader, GraphQuantLoader, ResourceLoader};
 
     // NNEF's standard primitives the files use, declared as tract-nnef declares them (their
-    // parameters from its stdlib), and the stdlib's fragments (NNEF text, e.g. max_pool in terms
-    // of max_pool_with_index). The stdlib is parsed once (tract's own reader parses it twice,
-    // ~20 M instructions each).
-    let fragments = tract_nnef::framework::stdlib();
-    let mut stdlib = fragments.clone();
+    // parameters from its stdlib), and the stdlib's fragments they use (NNEF text: max_pool in
+    // terms of max_pool_with_index).
+    let mut stdlib = stdlib_fragments();
     let mut standard = Registry::new("tract_nnef");
     let primitives: [(&str, ToTract); 11] = [
         ("external", deser::external),
@@ -124,7 +148,8 @@ pub fn framework() -> tract_nnef::framework::Nnef {
     core_ops::silu::register(&mut core);
     core_ops::source::register(&mut core);
     tract_nnef::framework::Nnef {
-        stdlib: fragments,
+        // Read by tract-nnef's writer only (ops/nnef/ser.rs); this reader writes nothing.
+        stdlib: Vec::new(),
         registries: vec![standard, core, registry()],
         resource_loaders: vec![
             GraphNnefLoader.into_boxed(),
@@ -136,6 +161,44 @@ pub fn framework() -> tract_nnef::framework::Nnef {
         bound_symbols: vec![],
         einsum_as_matmul: true,
     }
+}
+
+/// The fragments of NNEF's stdlib that [`framework`] uses: the declarations of the primitives
+/// it registers and the one fragment with a body the files invoke (`max_pool`;
+/// `nearest_upsample` is tract-core's, registered after and so asked first).
+const STDLIB_USED: [&str; 12] = [
+    "external",
+    "variable",
+    "reshape",
+    "transpose",
+    "concat",
+    "squeeze",
+    "unsqueeze",
+    "matmul",
+    "conv",
+    "max_pool_with_index",
+    "slice",
+    "max_pool",
+];
+
+/// [`STDLIB_USED`], parsed from tract-nnef's stdlib text (the file its `framework::stdlib`
+/// parses whole: 105 fragments for these 12, ~6 M instructions at every start; tract's own
+/// reader parses it twice).
+fn stdlib_fragments() -> Vec<tract_nnef::ast::FragmentDef> {
+    const TEXT: &str = include_str!("../../patches/tract-nnef/stdlib.nnef");
+    let mut picked = String::new();
+    for chunk in TEXT.split("\nfragment ").skip(1) {
+        let name = chunk
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next();
+        if name.is_some_and(|n| STDLIB_USED.contains(&n)) {
+            picked.push_str("fragment ");
+            picked.push_str(chunk);
+            picked.push('\n');
+        }
+    }
+    // The text is tract-nnef's, compiled in: it parses (a unit test holds it).
+    tract_nnef::ast::parse::parse_fragments(&picked).expect("tract-nnef's stdlib parses")
 }
 
 /// tract's full NNEF framework with edgesieve's quantization boundary ops: what `edgesieve
@@ -321,13 +384,16 @@ fn de_dequantize(
 
 /// Writes the NNEF form of the ONNX model at `onnx` to `out` (a `.nnef.tar`, uncompressed so the
 /// device needs no gzip): parsed and checked as the detector does, reduced to the manifest's
-/// outputs, the input's height and width left symbolic, decluttered. Deterministic (fixed file
-/// times); written beside `out` and renamed into place.
+/// outputs, the input's height and width left symbolic, decluttered; for `precision` f16 (from
+/// the fp32 ONNX file) translated to half precision as the detector would at load
+/// ([`PRECISION_PROPERTY`]). Deterministic (fixed file times); written beside `out` and renamed
+/// into place.
 #[cfg(feature = "onnx")]
 pub fn convert(
     manifest: &crate::detect::manifest::Manifest,
     onnx: &Path,
     out: &Path,
+    precision: crate::detect::manifest::Precision,
 ) -> Result<(), crate::detect::model::DetectorError> {
     use crate::detect::model::{load_err, onnx_model, DetectorError};
     use tract_onnx::prelude::InferenceModelExt;
@@ -344,6 +410,17 @@ pub fn convert(
         .into_typed()
         .and_then(|m| m.into_decluttered())
         .map_err(|e| load_err(onnx, format!("{e:#}")))?;
+    if precision.resolved() == crate::detect::manifest::Precision::F16 {
+        // What the detector does at load to an fp32 file it runs in f16, in the same order
+        // (detect::model, optimized_model_with): the SPP max-pools cascaded, then the
+        // translation (detect::half). Done here, a start skips both.
+        crate::detect::rewrite::cascade_max_pools(&mut model)
+            .and_then(|_| crate::detect::half::to_half(&mut model))
+            .map_err(|e| load_err(onnx, format!("{e:#}")))?;
+        model
+            .properties
+            .insert(PRECISION_PROPERTY.into(), rctensor0(HALF.to_string()));
+    }
     // The input size the ONNX file declares (onnx_model checked it is the manifest's): the
     // symbolic file no longer says it, and the loader refuses a manifest it does not fit.
     let (h, w) = (manifest.input.height as i64, manifest.input.width as i64);
@@ -372,6 +449,19 @@ pub fn convert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every fragment the reader uses is found in the stdlib text, once, and no other.
+    #[test]
+    fn the_reader_parses_the_stdlib_fragments_it_uses() {
+        let fragments = stdlib_fragments();
+        let mut names: Vec<&str> = fragments.iter().map(|f| f.decl.id.0.as_str()).collect();
+        names.sort_unstable();
+        let mut want = STDLIB_USED.to_vec();
+        want.sort_unstable();
+        assert_eq!(names, want);
+        let with_body: Vec<_> = fragments.iter().filter(|f| f.body.is_some()).collect();
+        assert_eq!(with_body.len(), 2, "max_pool and max_pool_with_index");
+    }
 
     /// A one-op NNEF graph in a fresh `.nnef` directory.
     fn graph_with(op: &str) -> std::path::PathBuf {
