@@ -95,6 +95,9 @@ fn install_into_an_image_keeps_an_existing_config() {
         "usr/share/edgesieve/models/yolox_nano.toml",
         "usr/share/edgesieve/models/yolox_nano.onnx",
         "usr/share/edgesieve/models/yolox_nano.int8.onnx",
+        "usr/share/edgesieve/models/yolox_nano.nnef.tar",
+        "usr/share/edgesieve/models/yolox_nano.int8.nnef.tar",
+        "usr/share/edgesieve/models/yolox_nano.f16.nnef.tar",
         "usr/share/edgesieve/models/yolox_nano.embed.toml",
         "etc/edgesieve/edgesieve.toml",
         "etc/systemd/system/edgesieve.service",
@@ -106,11 +109,15 @@ fn install_into_an_image_keeps_an_existing_config() {
         &dest.join("usr/share/edgesieve/models/yolox_nano.toml"),
     )
     .unwrap();
+    // ... the ONNX files, and the NNEF files the car's build reads (it reads no ONNX).
     for p in [
         edgesieve::detect::manifest::Precision::Int8,
         edgesieve::detect::manifest::Precision::Fp32,
+        edgesieve::detect::manifest::Precision::F16,
     ] {
         assert!(manifest.model_path(p).unwrap().is_file());
+        let nnef = manifest.nnef_path(p).unwrap().expect("an NNEF file named");
+        assert!(nnef.is_file(), "{} not installed", nnef.display());
     }
     let spec = manifest.embedding.as_ref().unwrap();
     edgesieve::select::embedding::Projector::from_calibration(
