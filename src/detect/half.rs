@@ -11,7 +11,9 @@
 //! slower than in f32 (instructions per frame at 416x256 under `qemu-aarch64 -cpu neoverse-n1`,
 //! f16 ISA forced): the depthwise convolutions (562 M in f16, 22 M in f32), the nearest-neighbour
 //! upsampling (13.4 M, 0.4 M) and the SPP max-pools. The input and outputs stay f32, so the
-//! detector's buffers, preprocessing and decoding are those of the other precisions.
+//! detector's buffers, preprocessing and decoding are those of the other precisions. What stays
+//! f32 is written into the f16 file: a change to it (or to [`to_half`]) calls for a new
+//! `nnef::LAYOUT`, so that models/fetch rebuilds the files.
 //!
 //! tract's `Cast` converts one element at a time (~11 instructions per element on aarch64); the
 //! casts around the f32 islands are replaced by [`HalfCast`]: eight values per step with

@@ -505,13 +505,12 @@ fn optimized_model_with(
     // cascaded): it runs as f16 only.
     let half_file = nnef::is_half(&model);
     if half_file && precision != Precision::F16 {
-        return Err(mismatch(
+        return Err(load_err(
             path,
-            "precision",
-            format!("a model computing in {precision}"),
-            "one computing in f16 (edgesieve convert --precision f16): run it with \
-             detector.precision f16"
-                .to_string(),
+            format!(
+                "computes in f16 (written by edgesieve convert --precision f16): it runs with \
+                 detector.precision f16, not {precision}"
+            ),
         ));
     }
     if precision == Precision::F16 {

@@ -185,6 +185,8 @@ const STDLIB_USED: [&str; 12] = [
 /// parses whole: 105 fragments for these 12, ~6 M instructions at every start; tract's own
 /// reader parses it twice).
 fn stdlib_fragments() -> Vec<tract_nnef::ast::FragmentDef> {
+    // The tract-nnef this crate builds with (Cargo.toml's [patch]); without the patch, the same
+    // file of the registry's tract-nnef 0.23.9.
     const TEXT: &str = include_str!("../../patches/tract-nnef/stdlib.nnef");
     let mut picked = String::new();
     for chunk in TEXT.split("\nfragment ").skip(1) {
