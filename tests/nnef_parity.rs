@@ -86,6 +86,35 @@ fn run(
         .collect()
 }
 
+/// Asserts that two runs over the same frames found the same detections (class; score within
+/// 1e-4; box within 0.01 px) and embeddings (within `embedding_tol`); returns how many
+/// detections were compared. `what` names the runs in a failure.
+fn assert_same(a: &[FrameResult], b: &[FrameResult], embedding_tol: f32, what: &str) -> usize {
+    assert_eq!(a.len(), b.len(), "{what}: frames");
+    let mut total = 0;
+    for (i, ((da, ea), (db, eb))) in a.iter().zip(b).enumerate() {
+        assert_eq!(da.len(), db.len(), "{what} frame {i}");
+        for (x, y) in da.iter().zip(db) {
+            assert_eq!(x.0, y.0, "{what} frame {i}");
+            assert!((x.1 - y.1).abs() < 1e-4, "{what} frame {i}: {x:?} {y:?}");
+            for k in 0..4 {
+                assert!(
+                    (x.2[k] - y.2[k]).abs() < 1e-2,
+                    "{what} frame {i}: {x:?} {y:?}"
+                );
+            }
+        }
+        let diff = ea
+            .iter()
+            .zip(eb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < embedding_tol, "{what} frame {i}: embedding {diff}");
+        total += da.len();
+    }
+    total
+}
+
 #[test]
 fn nnef_gives_the_detections_of_onnx_at_both_precisions_and_shapes() {
     let m = Manifest::load(Path::new(MANIFEST)).unwrap();
@@ -113,30 +142,8 @@ fn nnef_gives_the_detections_of_onnx_at_both_precisions_and_shapes() {
         for fit in [Some(size), None] {
             let a = run(&m, &onnx, precision, fit, &frames);
             let b = run(&m, &converted, precision, fit, &frames);
-            for (i, ((da, ea), (db, eb))) in a.iter().zip(&b).enumerate() {
-                // The same ops on the same weights: equal up to float summation order.
-                assert_eq!(da.len(), db.len(), "{precision} {fit:?} frame {i}");
-                for (x, y) in da.iter().zip(db) {
-                    assert_eq!(x.0, y.0, "{precision} {fit:?} frame {i}");
-                    assert!(
-                        (x.1 - y.1).abs() < 1e-4,
-                        "{precision} frame {i}: {x:?} {y:?}"
-                    );
-                    for k in 0..4 {
-                        assert!((x.2[k] - y.2[k]).abs() < 1e-2, "{precision} {x:?} {y:?}");
-                    }
-                }
-                let diff = ea
-                    .iter()
-                    .zip(eb)
-                    .map(|(p, q)| (p - q).abs())
-                    .fold(0.0, f32::max);
-                assert!(
-                    diff < 1e-4,
-                    "{precision} {fit:?} frame {i}: embedding {diff}"
-                );
-                total += da.len();
-            }
+            // The same ops on the same weights: equal up to float summation order.
+            total += assert_same(&a, &b, 1e-4, &format!("{precision} {fit:?}"));
         }
     }
     assert!(total > 50, "the frames have boxes to compare ({total})");
@@ -171,24 +178,7 @@ fn the_f16_file_computes_what_f16_computes_from_the_fp32_file() {
     let fit = Some((frames[0].width, frames[0].height));
     let a = run(&m, &fp32, Precision::F16, fit, &frames);
     let b = run(&m, &half, Precision::F16, fit, &frames);
-    let mut total = 0;
-    for (i, ((da, ea), (db, eb))) in a.iter().zip(&b).enumerate() {
-        assert_eq!(da.len(), db.len(), "frame {i}");
-        for (x, y) in da.iter().zip(db) {
-            assert_eq!(x.0, y.0, "frame {i}");
-            assert!((x.1 - y.1).abs() < 1e-4, "frame {i}: {x:?} {y:?}");
-            for k in 0..4 {
-                assert!((x.2[k] - y.2[k]).abs() < 1e-2, "frame {i}: {x:?} {y:?}");
-            }
-        }
-        let diff = ea
-            .iter()
-            .zip(eb)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f32::max);
-        assert!(diff < 1e-3, "frame {i}: embedding {diff}");
-        total += da.len();
-    }
+    let total = assert_same(&a, &b, 1e-3, "f16");
     assert!(total > 20, "the frames have boxes to compare ({total})");
 
     // Loaded as fp32 or int8, it is refused by name.
