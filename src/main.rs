@@ -428,12 +428,7 @@ fn cmd_convert(argv: &[String]) -> Result<(), String> {
     for precision in precisions {
         let precision = precision.resolved();
         let onnx = manifest.model_path(precision).map_err(err)?;
-        let nnef = match precision {
-            // Not the fp32 file nnef_path falls back to: f16 is written to its own.
-            Precision::F16 => manifest.f16_nnef.as_ref().map(|f| manifest.dir.join(f)),
-            _ => manifest.nnef_path(precision).map_err(err)?,
-        };
-        let Some(nnef) = nnef else {
+        let Some(nnef) = manifest.nnef_path(precision).map_err(err)? else {
             return Err(format!(
                 "{}: the manifest names no {precision} NNEF file ({precision}_nnef)",
                 path.display()

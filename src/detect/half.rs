@@ -97,7 +97,7 @@ pub fn to_half(model: &mut TypedModel) -> TractResult<usize> {
 }
 
 /// tract's `f32_to_f16` translator, but for the f32 constants it translates: they become f16
-/// constants at once, narrowed by [`narrow`], where tract's wires a `Cast` after each that its
+/// constants at once, narrowed by [`converted`], where tract's wires a `Cast` after each that its
 /// optimiser then evaluates one element at a time (the weights: 12.8 M instructions of a 341 M
 /// start on x86_64, and two nodes per weight tensor through every pass until then).
 #[derive(Debug)]
@@ -121,13 +121,9 @@ impl Translate<TypedFact, Box<dyn TypedOp>, TypedFact, Box<dyn TypedOp>> for Hal
                 && val.datum_type() == f32::datum_type()
                 && val.is_plain_ram()
             {
-                // SAFETY: `narrow` writes every element (the slices have the same length).
-                let mut half = unsafe { Tensor::uninitialized_dt(f16::datum_type(), val.shape())? };
-                narrow(
-                    val.try_as_plain_ram()?.as_slice::<f32>()?,
-                    half.try_as_plain_ram_mut()?.as_slice_mut::<f16>()?,
-                );
-                return Ok(tvec!(target.add_const(&node.name, half)?));
+                return Ok(tvec!(
+                    target.add_const(&node.name, converted(val, f16::datum_type())?)?
+                ));
             }
         }
         self.floats.translate_node(source, node, target, mapping)
@@ -173,21 +169,27 @@ impl Op for HalfCast {
 impl EvalOp for HalfCast {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        // SAFETY: every element is written below (the slices have the same length).
-        let mut output = unsafe { Tensor::uninitialized_dt(self.to, input.shape())? };
-        {
-            let from = input.try_as_plain_ram()?;
-            let mut to = output.try_as_plain_ram_mut()?;
-            if self.to == f16::datum_type() {
-                narrow(from.as_slice::<f32>()?, to.as_slice_mut::<f16>()?);
-            } else {
-                widen(from.as_slice::<f16>()?, to.as_slice_mut::<f32>()?);
-            }
-        }
-        Ok(tvec!(output.into_tvalue()))
+        Ok(tvec!(converted(&input, self.to)?.into_tvalue()))
     }
 
     op_out_of_plan!();
+}
+
+/// `input` (f32 or f16) converted to `to` (f16 or f32): [`narrow`] or [`widen`] over the whole
+/// tensor. For [`HalfCast`] and for the weights [`HalfTranslator`] narrows.
+fn converted(input: &Tensor, to: DatumType) -> TractResult<Tensor> {
+    // SAFETY: every element is written below (the slices have the same length).
+    let mut output = unsafe { Tensor::uninitialized_dt(to, input.shape())? };
+    {
+        let from = input.try_as_plain_ram()?;
+        let mut out = output.try_as_plain_ram_mut()?;
+        if to == f16::datum_type() {
+            narrow(from.as_slice::<f32>()?, out.as_slice_mut::<f16>()?);
+        } else {
+            widen(from.as_slice::<f16>()?, out.as_slice_mut::<f32>()?);
+        }
+    }
+    Ok(output)
 }
 
 /// f32 to f16 (round to nearest even), `to.len() == from.len()`: eight values per step with

@@ -319,12 +319,12 @@ impl Manifest {
         Ok(self.dir.join(file))
     }
 
-    /// Path of the NNEF file for `precision`, when the manifest names one (it may not exist yet):
-    /// for f16 its own file (`f16_nnef`), else the fp32 one.
+    /// Path of the NNEF file for `precision`, when the manifest names one (it may not exist yet).
+    /// f16 without a file of its own loads the fp32 one (`detect::model`, `model_file`).
     pub fn nnef_path(&self, precision: Precision) -> Result<Option<PathBuf>, ManifestError> {
         let file = match precision.resolved() {
-            Precision::F16 if self.f16_nnef.is_some() => &self.f16_nnef,
-            Precision::Fp32 | Precision::F16 | Precision::Auto => &self.fp32_nnef,
+            Precision::F16 => &self.f16_nnef,
+            Precision::Fp32 | Precision::Auto => &self.fp32_nnef,
             Precision::Int8 => {
                 if self.int8_file.is_none() {
                     return Err(ManifestError::NoInt8 {
@@ -416,17 +416,17 @@ mod tests {
         assert!(m.model_path(Precision::Int8).is_ok());
     }
 
-    /// f16 loads its own NNEF file when the manifest names one, else the fp32 file (which it
-    /// translates at load); the others their own.
+    /// Each precision's NNEF file is the one the manifest names for it, f16's too.
     #[test]
-    fn f16_loads_its_own_nnef_file_when_named() {
+    fn each_precision_has_its_own_nnef_file() {
         let mut m = default_manifest();
-        let nnef = |m: &Manifest, p| m.nnef_path(p).unwrap().unwrap();
-        assert!(nnef(&m, Precision::F16).ends_with("yolox_nano.f16.nnef.tar"));
-        assert!(nnef(&m, Precision::Fp32).ends_with("yolox_nano.nnef.tar"));
-        assert!(nnef(&m, Precision::Int8).ends_with("yolox_nano.int8.nnef.tar"));
+        let nnef = |m: &Manifest, p| m.nnef_path(p).unwrap();
+        let ends = |p: Option<PathBuf>, name: &str| p.is_some_and(|p| p.ends_with(name));
+        assert!(ends(nnef(&m, Precision::F16), "yolox_nano.f16.nnef.tar"));
+        assert!(ends(nnef(&m, Precision::Fp32), "yolox_nano.nnef.tar"));
+        assert!(ends(nnef(&m, Precision::Int8), "yolox_nano.int8.nnef.tar"));
         m.f16_nnef = None;
-        assert!(nnef(&m, Precision::F16).ends_with("yolox_nano.nnef.tar"));
+        assert_eq!(nnef(&m, Precision::F16), None);
     }
 
     #[test]

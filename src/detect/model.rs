@@ -383,15 +383,16 @@ fn mismatch(path: &Path, what: &str, expected: String, found: String) -> Detecto
 /// its own file (`f16_nnef`) when there is one, else the fp32 file, which it translates.
 fn model_file(manifest: &Manifest, precision: Precision) -> Result<PathBuf, DetectorError> {
     let mut nnef = manifest.nnef_path(precision)?;
-    if precision == Precision::F16 && manifest.f16_nnef.is_some() {
-        if let Some(missing) = nnef.as_deref().filter(|p| !p.is_file()) {
+    // f16 without a file of its own (not named, or not converted yet) translates the fp32 one.
+    if precision == Precision::F16 && !nnef.as_deref().is_some_and(Path::is_file) {
+        if let Some(missing) = &nnef {
             log::warn!(
                 "{} is missing: f16 translates the fp32 model at load instead, in more \
                  instructions (models/fetch converts it)",
                 missing.display()
             );
-            nnef = manifest.nnef_path(Precision::Fp32)?;
         }
+        nnef = manifest.nnef_path(Precision::Fp32)?;
     }
     #[cfg(feature = "onnx")]
     {
@@ -920,15 +921,17 @@ mod tests {
         }
     }
 
-    /// A manifest naming an f16 file that is not there (models/fetch not run since): f16 loads
-    /// the fp32 file instead, and translates it.
+    /// A manifest naming no f16 file, or one that is not there (models/fetch not run since): f16
+    /// loads the fp32 file instead, and translates it.
     #[test]
     fn f16_without_its_file_loads_the_fp32_file() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");
         let mut m = Manifest::load(Path::new(path)).unwrap();
+        let fp32 = m.nnef_path(Precision::Fp32).unwrap().unwrap();
+        m.f16_nnef = None;
+        assert_eq!(model_file(&m, Precision::F16).unwrap(), fp32);
         m.f16_nnef = Some("not-converted.f16.nnef.tar".into());
-        let file = model_file(&m, Precision::F16).unwrap();
-        assert_eq!(file, m.nnef_path(Precision::Fp32).unwrap().unwrap());
+        assert_eq!(model_file(&m, Precision::F16).unwrap(), fp32);
         let options = DetectorOptions {
             precision: Precision::F16,
             ..DetectorOptions::default()

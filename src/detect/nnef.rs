@@ -388,8 +388,10 @@ fn de_dequantize(
 /// device needs no gzip): parsed and checked as the detector does, reduced to the manifest's
 /// outputs, the input's height and width left symbolic, decluttered; for `precision` f16 (from
 /// the fp32 ONNX file) translated to half precision as the detector would at load
-/// ([`PRECISION_PROPERTY`]). Deterministic (fixed file times); written beside `out` and renamed
-/// into place.
+/// ([`PRECISION_PROPERTY`]). The same graph, weights and file times at every run, but not always
+/// the same bytes: tract numbers the copies it makes of a node that feeds a split
+/// (`Sigmoid_63_silu_1`, `_2`) in hash order, which varies between runs. Written beside `out`
+/// and renamed into place.
 #[cfg(feature = "onnx")]
 pub fn convert(
     manifest: &crate::detect::manifest::Manifest,
