@@ -1,13 +1,14 @@
 //! Which tract-linalg kernels the optimized detector runs on this machine.
 //!
 //!   cargo run --release --example kernels [-- --precision int8|fp32] [--model MANIFEST] [--dump]
-//!                                          [--nnef]
+//!                                          [--nnef] [--kernels edgesieve|tract]
 //!                                          [--shape WxH] [--profile N] [--marks]
 //!   cargo run --target aarch64-unknown-linux-gnu --example kernels      # under qemu (runner)
 //!
 //! Loads the model exactly as the detector does (`optimized_model`: same checks, same input shape,
 //! same outputs; `--shape WxH` for another input than the manifest's, e.g. 416x256, the fit shape
-//! of 640x360 frames), then reports:
+//! of 640x360 frames; `--kernels tract` without our kernels, as `detector.kernels`), then
+//! reports:
 //!   - the instruction set tract-linalg detected (`isa`),
 //!   - every matrix-multiply node (convs and dense layers become OptMatMul; the int8 model's
 //!     QLinearConvs become OptMatMuls with i32 accumulators) with the kernel tract picked for it
@@ -32,6 +33,7 @@
 
 use edgesieve::detect::manifest::{Manifest, Precision};
 use edgesieve::detect::model::optimized_model;
+use edgesieve::detect::Kernels;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tract_core::internal::{bail, format_err};
@@ -58,12 +60,19 @@ fn run() -> TractResult<()> {
     let mut profile_runs = 0usize;
     let mut marks = false;
     let mut nnef = false;
+    let mut kernels = Kernels::Edgesieve;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--precision" => {
                 let p = args.next().unwrap_or_default();
                 precision = Precision::parse(&p).ok_or_else(|| format_err!("precision {p:?}"))?;
+            }
+            "--kernels" => {
+                let v = args.next().unwrap_or_default();
+                kernels = v
+                    .parse()
+                    .map_err(|e: String| format_err!("--kernels: {e}"))?;
             }
             "--model" => manifest_path = PathBuf::from(args.next().unwrap_or_default()),
             "--dump" => dump = true,
@@ -82,7 +91,7 @@ fn run() -> TractResult<()> {
                 profile_runs = v.parse().map_err(|_| format_err!("--profile {v:?}"))?;
             }
             other => {
-                bail!("unknown argument {other:?} (--precision P, --model M, --nnef, --shape WxH, --profile N, --marks, --dump, --check)")
+                bail!("unknown argument {other:?} (--precision P, --model M, --nnef, --kernels K, --shape WxH, --profile N, --marks, --dump, --check)")
             }
         }
     }
@@ -97,7 +106,7 @@ fn run() -> TractResult<()> {
 
     let t0 = std::time::Instant::now();
     let shape = shape.unwrap_or((manifest.input.width, manifest.input.height));
-    let model = optimized_model(&manifest, &path, shape, precision)?;
+    let model = optimized_model(&manifest, &path, shape, precision, kernels)?;
     let load_s = t0.elapsed().as_secs_f64();
 
     let native = isa::native();

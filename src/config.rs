@@ -113,6 +113,7 @@ pub struct ModelOverrides {
     pub precision: Option<Precision>,
     pub threads: Option<usize>,
     pub input_shape: Option<crate::detect::InputShape>,
+    pub kernels: Option<crate::detect::Kernels>,
 }
 
 impl Config {
@@ -129,6 +130,9 @@ impl Config {
         }
         if let Some(t) = o.threads {
             self.detector.threads = t;
+        }
+        if let Some(k) = o.kernels {
+            self.detector.kernels = k;
         }
     }
 

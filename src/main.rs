@@ -44,7 +44,7 @@ USAGE:
       The spool's records as JSON lines, then its quarantined files with their reasons.
   edgesieve config
       Every configuration key with its default, as TOML.
-  edgesieve bench [MODEL OPTIONS] [--input DIR] [--frames N] [--warmup N]
+  edgesieve bench [MODEL OPTIONS] [--input DIR] [--frames N] [--warmup N] [--rounds N]
       Per-stage ms/frame and fps, fp32 and int8, one thread and all cores, square and fit input
       shapes; side by side with onnxruntime on the same shapes when python3 has it.
   edgesieve convert [--model FILE] [--precision P]
@@ -64,16 +64,19 @@ MODEL OPTIONS:
   --threads N         inference threads, 1 to 64 (default 1)
   --input-shape S     fit (default: the model input follows the frames' aspect ratio, e.g.
                       416x256 for 16:9) or square (the manifest's 416x416)
+  --kernels K         edgesieve (default: our kernels for the convolutions tract is slow at,
+                      where they are vectorised for this machine) or tract (tract's own)
 
 Logging: EDGESIEVE_LOG=error|warn|info|debug|trace (default info), on stderr.
 ";
 
-const MODEL_FLAGS: [&str; 5] = [
+const MODEL_FLAGS: [&str; 6] = [
     "--model",
     "--precision",
     "--onnx",
     "--threads",
     "--input-shape",
+    "--kernels",
 ];
 
 fn main() -> ExitCode {
@@ -202,7 +205,7 @@ fn cmd_detect(argv: &[String]) -> Result<(), String> {
 
 fn cmd_bench(argv: &[String]) -> Result<(), String> {
     let mut flags = MODEL_FLAGS.to_vec();
-    flags.extend(["--input", "--frames", "--warmup"]);
+    flags.extend(["--input", "--frames", "--warmup", "--rounds"]);
     let args = Args::parse(argv, &flags, &[]).map_err(err)?;
     let (manifest, options_for) = model_options(&args)?;
     let input = args
@@ -234,37 +237,61 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
         Some(_) => vec![base.fit_frame],
         None => vec![None, frame_size],
     };
-    println!("edgesieve bench: {frames} frames of {input} after {warmup} warm-up, {cores} cores");
-    bench::print_header();
-    let mut rows = Vec::new();
-    for &precision in &precisions {
-        for &fit_frame in &fits {
-            for &t in &threads {
-                let options = DetectorOptions {
-                    precision,
-                    threads: t,
-                    fit_frame,
-                    ..base.clone()
-                };
-                let row =
-                    bench::bench_one(&manifest, &options, input, frames, warmup).map_err(err)?;
-                bench::print_row(&row);
-                rows.push(row);
+    let rounds: usize = args.parsed("--rounds").map_err(err)?.unwrap_or(1).max(1);
+    println!(
+        "edgesieve bench: {frames} frames of {input} after {warmup} warm-up, {cores} cores, \
+         {rounds} round(s)"
+    );
+    let script = manifest.dir.join("ort_bench.py");
+    let (mut rows, mut ort) = (Vec::new(), Vec::new());
+    let mut no_ort = None;
+    // Round by round, tract then onnxruntime, so that both see the same spells of a noisy
+    // machine; the comparison takes each side's best round.
+    for round in 0..rounds {
+        if rounds > 1 {
+            println!("round {}:", round + 1);
+        }
+        bench::print_header();
+        let first = rows.len();
+        for &precision in &precisions {
+            for &fit_frame in &fits {
+                for &t in &threads {
+                    let options = DetectorOptions {
+                        precision,
+                        threads: t,
+                        fit_frame,
+                        ..base.clone()
+                    };
+                    let row = bench::bench_one(&manifest, &options, input, frames, warmup)
+                        .map_err(err)?;
+                    bench::print_row(&row);
+                    rows.push(row);
+                }
+            }
+        }
+        // The same model files, shapes and frames under onnxruntime, when python3 has it.
+        if no_ort.is_none() {
+            match bench::ort_rows(&script, input, frames, &rows[first..]) {
+                Ok(o) if !o.is_empty() => ort.extend(o),
+                Ok(_) => no_ort = Some(format!("{} printed no timing", script.display())),
+                Err(why) => no_ort = Some(format!("no comparison ({why})")),
             }
         }
     }
-    // The same model files, shapes and frames under onnxruntime, when python3 has it.
-    let script = manifest.dir.join("ort_bench.py");
-    match bench::ort_rows(&script, input, frames, &rows) {
-        Ok(ort) if !ort.is_empty() => {
+    match no_ort {
+        None => {
+            let best = if rounds > 1 {
+                ", each side's best round"
+            } else {
+                ""
+            };
             println!(
-                "\ninference side by side (onnxruntime by {}):",
+                "\ninference side by side (onnxruntime by {}{best}):",
                 script.display()
             );
-            bench::print_comparison(&rows, &ort);
+            bench::print_comparison(&bench::best_rows(&rows), &bench::best_ort_rows(&ort));
         }
-        Ok(_) => println!("\nonnxruntime: {} printed no timing", script.display()),
-        Err(why) => println!("\nonnxruntime: no comparison ({why})"),
+        Some(why) => println!("\nonnxruntime: {why}"),
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! [`nnef`] is the pre-converted form of the model the car loads;
 //! [`postprocess`] decodes the YOLOX grid and applies NMS. Before tract optimises the model,
 //! `rewrite` cascades its max-pools, `half` makes it compute in f16 (`precision = "f16"`), and
-//! `depthwise` and `maxpool` put in our kernels where tract's are slow.
+//! `depthwise`, `stem` and `maxpool` put in our kernels where tract's are slow.
 
 mod depthwise;
 pub mod gate;
@@ -18,6 +18,8 @@ mod optimise;
 pub mod postprocess;
 pub mod preprocess;
 mod rewrite;
+mod simd;
+mod stem;
 #[cfg(feature = "onnx")]
 mod symbolic;
 
@@ -58,6 +60,34 @@ pub struct DetectorConfig {
     /// header or the first image; frames of another size are letterboxed into it) or "square"
     /// (the manifest's input size whatever the frames).
     pub input_shape: InputShape,
+    /// Whose kernels run the convolutions tract is slow at: "edgesieve" (the default: ours,
+    /// where this machine runs them vectorised) or "tract" (tract's own everywhere, to compare
+    /// or to rule ours out).
+    pub kernels: Kernels,
+}
+
+/// `detector.kernels`: see [`DetectorConfig::kernels`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// Ours where tract's are slow (`detect/depthwise.rs`, `detect/stem.rs`,
+    /// `detect/maxpool.rs`), on the targets they are written for.
+    #[default]
+    Edgesieve,
+    /// tract's own kernels for every op.
+    Tract,
+}
+
+impl std::str::FromStr for Kernels {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Kernels, String> {
+        match s {
+            "edgesieve" => Ok(Kernels::Edgesieve),
+            "tract" => Ok(Kernels::Tract),
+            other => Err(format!("{other:?} is not edgesieve or tract")),
+        }
+    }
 }
 
 impl std::str::FromStr for InputShape {
@@ -103,6 +133,7 @@ impl Default for DetectorConfig {
             nms_iou: 0.45,
             max_detections: 100,
             input_shape: InputShape::Fit,
+            kernels: Kernels::Edgesieve,
         }
     }
 }
@@ -158,6 +189,7 @@ impl DetectorConfig {
                 max_detections: self.max_detections,
             },
             fit_frame: None,
+            kernels: self.kernels,
         }
     }
 }

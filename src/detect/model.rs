@@ -12,8 +12,10 @@ use crate::detect::optimise;
 use crate::detect::postprocess::{Detections, PostprocessOptions, YoloxDecoder};
 use crate::detect::preprocess::{Letterbox, PreprocessError, Preprocessor};
 use crate::detect::rewrite;
+use crate::detect::stem;
 #[cfg(feature = "onnx")]
 use crate::detect::symbolic;
+use crate::detect::Kernels;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,6 +107,8 @@ pub struct DetectorOptions {
     /// The frame size the model input is shaped for (see [`input_shape_for`]); None runs the
     /// manifest's input size as it is (a square for YOLOX), letterboxing every frame into it.
     pub fit_frame: Option<(u32, u32)>,
+    /// Whose kernels run the convolutions tract is slow at (`detector.kernels`).
+    pub kernels: Kernels,
 }
 
 impl Default for DetectorOptions {
@@ -115,6 +119,7 @@ impl Default for DetectorOptions {
             threads: 1,
             postprocess: PostprocessOptions::default(),
             fit_frame: None,
+            kernels: Kernels::Edgesieve,
         }
     }
 }
@@ -174,7 +179,7 @@ impl Detector {
             .map_or((manifest.input.width, manifest.input.height), |f| {
                 input_shape_for(&manifest, f)
             });
-        let plan = build_plan(&manifest, &path, shape, options.threads, precision)?;
+        let plan = build_plan(&manifest, &path, shape, options, precision)?;
         // From here on the manifest describes the input the model was specialised for.
         let mut manifest = manifest;
         (manifest.input.width, manifest.input.height) = shape;
@@ -431,10 +436,11 @@ fn build_plan(
     manifest: &Manifest,
     path: &Path,
     shape: (u32, u32),
-    threads: usize,
+    options: &DetectorOptions,
     precision: Precision,
 ) -> Result<Plan, DetectorError> {
-    let typed = optimized_model(manifest, path, shape, precision)?;
+    let threads = options.threads;
+    let typed = optimized_model(manifest, path, shape, precision, options.kernels)?;
     #[allow(unused_mut)]
     let mut options = RunOptions::default();
     if threads > 1 {
@@ -455,15 +461,16 @@ fn build_plan(
 
 /// The model file at `path` (ONNX, or NNEF when its name ends in `.nnef.tar`) as the detector
 /// runs it: parsed, checked against `manifest` (input, outputs, classes, embedding tensor),
-/// specialised for an input of `shape` (width, height) and optimised by tract. For tools that look
-/// inside it (examples/kernels.rs).
+/// specialised for an input of `shape` (width, height), given `kernels`' kernels and optimised by
+/// tract. For tools that look inside it (examples/kernels.rs).
 pub fn optimized_model(
     manifest: &Manifest,
     path: &Path,
     shape: (u32, u32),
     precision: Precision,
+    kernels: Kernels,
 ) -> Result<TypedModel, DetectorError> {
-    optimized_model_with(manifest, path, shape, precision, Declutter::AsRead)
+    optimized_model_with(manifest, path, shape, precision, kernels, Declutter::AsRead)
 }
 
 /// How much of tract's declutter a model gets before code generation.
@@ -482,6 +489,7 @@ fn optimized_model_with(
     path: &Path,
     shape: (u32, u32),
     precision: Precision,
+    kernels: Kernels,
     declutter: Declutter,
 ) -> Result<TypedModel, DetectorError> {
     tract_defaults();
@@ -529,11 +537,15 @@ fn optimized_model_with(
             );
         }
     }
-    let depthwise = depthwise::use_stride2_depthwise(&mut model, false).map_err(failed)?;
-    let pools = maxpool::use_separable_max_pools(&mut model).map_err(failed)?;
+    let (mut depthwise, mut stems, mut pools) = (0, 0, 0);
+    if kernels == Kernels::Edgesieve {
+        depthwise = depthwise::use_depthwise(&mut model, false).map_err(failed)?;
+        stems = stem::use_direct_stem(&mut model, false).map_err(failed)?;
+        pools = maxpool::use_separable_max_pools(&mut model).map_err(failed)?;
+    }
     log::debug!(
-        "model {}: {depthwise} stride-2 depthwise convolutions vectorised, {pools} max-pools \
-         separable",
+        "model {}: {depthwise} depthwise convolutions vectorised, {stems} 3x3 \
+         convolutions direct, {pools} max-pools separable",
         path.display()
     );
     let mut typed = if read_back {
@@ -901,7 +913,15 @@ mod tests {
         ] {
             let file = m.nnef_path(file_of).unwrap().unwrap();
             let load = |declutter| {
-                optimized_model_with(&m, &file, (416, 256), precision, declutter).unwrap()
+                optimized_model_with(
+                    &m,
+                    &file,
+                    (416, 256),
+                    precision,
+                    Kernels::Edgesieve,
+                    declutter,
+                )
+                .unwrap()
             };
             let (read_back, full) = (load(Declutter::AsRead), load(Declutter::Full));
             let (a, b) = (graph_signature(&read_back), graph_signature(&full));

@@ -294,6 +294,42 @@ pub fn ort_rows(
         .collect())
 }
 
+/// Per configuration (precision, threads, input), the row of the fastest inference: over
+/// rounds of `edgesieve bench --rounds`, the least disturbed by the rest of the machine.
+pub fn best_rows(rows: &[BenchRow]) -> Vec<BenchRow> {
+    best_by(
+        rows,
+        |r| (r.precision, r.threads, r.input),
+        |r| r.times.inference,
+    )
+}
+
+/// [`best_rows`] for onnxruntime's rows.
+pub fn best_ort_rows(rows: &[OrtRow]) -> Vec<OrtRow> {
+    best_by(
+        rows,
+        |r| (r.precision, r.threads, r.input),
+        |r| r.inference_ms,
+    )
+}
+
+/// The item of least `ms` per `key`, in the order the keys first appear.
+fn best_by<T: Clone, K: PartialEq>(
+    items: &[T],
+    key: impl Fn(&T) -> K,
+    ms: impl Fn(&T) -> f64,
+) -> Vec<T> {
+    let mut best: Vec<T> = Vec::new();
+    for item in items {
+        match best.iter_mut().find(|b| key(b) == key(item)) {
+            Some(b) if ms(item) < ms(b) => *b = item.clone(),
+            Some(_) => {}
+            None => best.push(item.clone()),
+        }
+    }
+    best
+}
+
 /// tract's inference next to onnxruntime's for every configuration both ran.
 pub fn print_comparison(rows: &[BenchRow], ort: &[OrtRow]) {
     println!(
@@ -322,6 +358,27 @@ pub fn print_comparison(rows: &[BenchRow], ort: &[OrtRow]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Over rounds, each configuration keeps its fastest round, in first-seen order.
+    #[test]
+    fn best_rows_keep_each_configurations_fastest_round() {
+        let row = |input: (u32, u32), ms: f64| OrtRow {
+            precision: Precision::Fp32,
+            threads: 1,
+            input,
+            inference_ms: ms,
+        };
+        let rounds = [
+            row((416, 416), 20.0),
+            row((416, 256), 12.0),
+            row((416, 416), 17.5),
+            row((416, 256), 13.0),
+        ];
+        assert_eq!(
+            best_ort_rows(&rounds),
+            vec![row((416, 416), 17.5), row((416, 256), 12.0)]
+        );
+    }
 
     #[test]
     fn ort_rows_parse_and_bad_lines_are_skipped() {

@@ -103,6 +103,13 @@ pub fn model_overrides(args: &Args) -> Result<ModelOverrides, CliError> {
             ),
             None => None,
         },
+        kernels: match args.value("--kernels") {
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|e: String| CliError(format!("--kernels: {e}")))?,
+            ),
+            None => None,
+        },
     })
 }
 
