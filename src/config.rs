@@ -381,6 +381,21 @@ mod tests {
         }
     }
 
+    /// `detector.kernels` reaches the detector's options; the default is ours.
+    #[test]
+    fn detector_kernels_reach_the_options() {
+        use crate::detect::Kernels;
+        assert_eq!(
+            Config::default().detector.options().kernels,
+            Kernels::Edgesieve
+        );
+        let c = Config::parse("[detector]\nkernels = \"tract\"\n").unwrap();
+        assert_eq!(
+            c.detector.options_for(Some((640, 360))).kernels,
+            Kernels::Tract
+        );
+    }
+
     #[test]
     fn errors_name_the_dotted_key() {
         for (text, key) in [
@@ -395,6 +410,7 @@ mod tests {
             ("[detector]\nprecision = \"int4\"\n", "detector.precision"),
             ("[detector]\nthreads = 100000\n", "detector.threads"),
             ("[detector]\nthreads = \"x\"\n", "detector.threads"),
+            ("[detector]\nkernels = \"mine\"\n", "detector.kernels"),
             ("[sketchy]\nx = 1\n", "sketchy"),
             ("[policy]\nlook_radius = 300\n", "policy.look_radius"),
             ("[policy]\nlook_radius = -1\n", "policy.look_radius"),

@@ -899,6 +899,38 @@ mod tests {
             .collect()
     }
 
+    /// `detector.kernels = "tract"` leaves every op tract's; the default puts ours in where this
+    /// machine runs them (the max-pools everywhere; the stem and depthwise ones on x86_64 with
+    /// AVX2 and FMA, the stride-2 depthwise ones on aarch64).
+    #[test]
+    fn kernels_tract_leaves_tracts_ops() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");
+        let m = Manifest::load(Path::new(path)).unwrap();
+        let file = m.nnef_path(Precision::Fp32).unwrap().unwrap();
+        let ours = ["Depthwise3x3", "Conv3x3", "SeparableMaxPool"];
+        let count = |kernels| {
+            let model = optimized_model(&m, &file, (416, 256), Precision::Fp32, kernels).unwrap();
+            ours.map(|name| {
+                model
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.op().name() == name)
+                    .count()
+            })
+        };
+        assert_eq!(count(Kernels::Tract), [0, 0, 0]);
+        let [depthwise, stem, pools] = count(Kernels::Edgesieve);
+        assert_eq!(pools, 3);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
+        {
+            assert_eq!((depthwise, stem), (30, 1));
+        }
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!((depthwise, stem), (6, 0));
+        let _ = (depthwise, stem);
+    }
+
     #[test]
     fn an_nnef_read_back_optimises_to_the_model_a_full_declutter_gives() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");
