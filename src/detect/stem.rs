@@ -7,8 +7,9 @@
 //! (`examples/kernels --profile`), the slowest node by far: gathering 108 values for each of
 //! 26,624 points costs more than multiplying them. [`Conv3x3`] copies the input once inside its
 //! zero padding, then for each output row, each pair of output channels and each run of 32
-//! points sums the 108 taps into 64 accumulators the compiler keeps in vector registers (AVX2
-//! with FMA, picked at run time), every tap a contiguous stretch of a padded input row.
+//! points sums the 108 taps in 8 AVX2 registers with fused multiply-adds (picked at run time),
+//! every tap a contiguous stretch of a padded input row: 1.35-1.8 ms. Four channels by 24 points
+//! in 12 registers measured slower (1.65 against 1.36 ms, alternating runs).
 //!
 //! It replaces, before tract optimises the model, the convolutions it runs: f32, NCHW, OIHW
 //! weights, 3x3, stride 1, no dilation, one pixel of zero padding on every side, one group, at
