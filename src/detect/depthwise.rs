@@ -1,25 +1,31 @@
-//! The stride-2 3x3 depthwise convolution, vectorised (issue 11: where a frame's time goes).
+//! The 3x3 depthwise convolutions, vectorised (issue 11: where a frame's time goes).
 //!
 //! YOLOX downsamples with 3x3 depthwise convolutions of stride 2 (six of them). tract's NEON
 //! depthwise kernel vectorises a stride of 2 only up to four taps; a 3x3 kernel has nine, so
 //! tract runs these with a scalar loop. The first (`Conv_44`: 16 channels, 128x208 in at 416x256)
 //! took 8.3 M instructions per frame on aarch64, more than the 24 stride-1 depthwise
-//! convolutions together. [`Stride2Depthwise`] copies each channel inside its zero padding and
-//! computes four output points at a time with `vld2q_f32` (one instruction loads four stride-2
-//! samples) and fused multiply-adds: the six take 4.2 M instead of 11.6 M (`qemu-aarch64 -cpu
-//! neoverse-n1`, qemu-insncount, per node with `examples/kernels.rs --marks`). The small ones
-//! alone are slower than tract's (0.4-0.8 M against 0.1-0.6 M: the copy and the per-row work),
-//! but whether tract's path is fast depends on the layout it picks for a node in the optimised
-//! model (two convolutions of the same shape took 0.28 M and 2.16 M), so all six are replaced.
-//! On x86_64 tract's AVX depthwise kernel has no stride 2 either; there the op splits each
-//! padded row by column parity and lets the compiler vectorise (see [`Padded`]).
+//! convolutions together. [`Depthwise3x3`] copies each channel inside its zero padding and, on
+//! aarch64, computes four output points at a time with `vld2q_f32` (one instruction loads four
+//! stride-2 samples) and fused multiply-adds: the six take 4.2 M instead of 11.6 M
+//! (`qemu-aarch64 -cpu neoverse-n1`, qemu-insncount, per node with `examples/kernels.rs
+//! --marks`). The small ones alone are slower than tract's (0.4-0.8 M against 0.1-0.6 M: the
+//! copy and the per-row work), but whether tract's path is fast depends on the layout it picks
+//! for a node in the optimised model (two convolutions of the same shape took 0.28 M and
+//! 2.16 M), so all six are replaced.
+//!
+//! On x86_64 tract's AVX depthwise kernel has no stride 2 either, and its stride 1 is slow: the
+//! 30 took 4.4 ms of a ~20 ms frame (`examples/kernels --profile`, AMD EPYC). There the op runs
+//! both strides, with AVX2 and FMA (checked at run time): stride 2 splits each padded row by
+//! column parity so that every tap is a contiguous stream the compiler vectorises (see
+//! [`Padded`]), stride 1 takes 8 points per 9 fused multiply-adds. The 30 take 1.4-1.7 ms.
 //!
 //! It replaces tract's convolution before tract optimises the model, for the convolutions it can
-//! run (f32, NCHW, OIHW weights, 3x3, stride 2, no dilation, one pixel of zero padding on every
-//! side, constant weights), on aarch64, and on x86_64 with AVX2 and FMA: elsewhere tract's own
-//! kernels stay (armv7's NEON intrinsics are not stable Rust). The unit test compares the op
-//! with tract's on x86_64 (AVX2 and FMA, or the plain loop without them); on aarch64 the same
-//! test checks the NEON one (`scripts/test-arm` runs the library's tests under qemu).
+//! run (f32, NCHW, OIHW weights, 3x3, one group per channel, stride 1 or 2, no dilation, one
+//! pixel of zero padding on every side, constant weights; `detect/simd.rs`): stride 2 on
+//! aarch64, both strides on x86_64 with AVX2 and FMA. Elsewhere tract's own kernels stay
+//! (armv7's NEON intrinsics are not stable Rust). The unit test compares the op with tract's on
+//! x86_64 (the AVX2 loops and the portable ones); on aarch64 the same test checks the NEON one
+//! (`scripts/test-arm` runs the library's tests under qemu).
 
 use crate::detect::simd::{self, Conv3x3Of};
 use crate::detect::stem;
