@@ -62,10 +62,50 @@ fn m_axis_contiguous(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) ->
     fact.shape.iter().skip(cm + 1).all(|d| d.is_one())
 }
 
+std::thread_local! {
+    /// The kernel the caller of [`with_preferred_kernel`] names, while it runs.
+    static PREFERRED_KERNEL: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (typically a model's optimisation) on this thread with the matrix kernel called
+/// `kernel` chosen for every matrix product it fits: one whose accumulator and operand types the
+/// kernel handles, with no panel extractor to reach its packing, and a known `n` above 1 (a
+/// matrix-vector product keeps its own). Every other product gets the platform's pick, as does
+/// everything with `None`. The platform's pick comes from a cost model fitted on other machines;
+/// this is how a caller that measured its own applies the result.
+pub fn with_preferred_kernel<R>(kernel: Option<&str>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            PREFERRED_KERNEL.with(|p| *p.borrow_mut() = previous);
+        }
+    }
+    let _restore =
+        Restore(PREFERRED_KERNEL.with(|p| p.replace(kernel.map(|k| k.to_string()))));
+    f()
+}
+
+/// Where the kernel [`with_preferred_kernel`] names sits in `suitable`, when it fits `query`.
+pub(crate) fn caller_preference(query: &Query, suitable: &[Suitable]) -> Option<usize> {
+    if !query.n.is_some_and(|n| n > 1) {
+        return None;
+    }
+    PREFERRED_KERNEL.with(|p| {
+        let name = p.borrow();
+        let name = name.as_deref()?;
+        suitable.iter().position(|(mmm, _, pe)| pe.is_none() && mmm.name() == name)
+    })
+}
+
 pub fn strategize(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> TractResult<Strat> {
     let query = query(model, node, op)?;
     let mut suitable = tract_linalg::MmmDispatch::native().suitable(&query);
     ensure!(suitable.len() > 0);
+    if let Some(ix) = caller_preference(&query, &suitable) {
+        return Ok(single_strat(suitable.swap_remove(ix)));
+    }
     // Only with `n` in hand: a symbolic `n` is what the packing-group reasoning below is for,
     // and it serves both roles at once, which a single pick cannot.
     if query.n.is_some()

@@ -594,6 +594,12 @@ impl Conv {
                 .max_by_key(|(mmm, _)| mmm.mr() * mmm.nr())
                 .context("No matmul found")
         } else {
+            let suitable = tract_linalg::MmmDispatch::native().suitable(&query);
+            if let Some(ix) =
+                crate::ops::einsum::kernel_selection::caller_preference(&query, &suitable)
+            {
+                return Ok((suitable[ix].0.clone(), suitable[ix].1));
+            }
             let (mmm, packing, _) =
                 tract_linalg::MmmDispatch::native().pick(&query).context("No matmul found")?;
             Ok((mmm, packing))
