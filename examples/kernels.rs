@@ -2,12 +2,15 @@
 //!
 //!   cargo run --release --example kernels [-- --precision int8|fp32] [--model MANIFEST] [--dump]
 //!                                          [--nnef] [--kernels edgesieve|tract]
+//!                                          [--matmul-kernel K]
 //!                                          [--shape WxH] [--profile N] [--marks]
 //!   cargo run --target aarch64-unknown-linux-gnu --example kernels      # under qemu (runner)
 //!
 //! Loads the model exactly as the detector does (`optimized_model`: same checks, same input shape,
 //! same outputs; `--shape WxH` for another input than the manifest's, e.g. 416x256, the fit shape
-//! of 640x360 frames; `--kernels tract` without our kernels, as `detector.kernels`), then
+//! of 640x360 frames; `--kernels tract` without our kernels, as `detector.kernels`;
+//! `--matmul-kernel K` with tract-linalg's kernel K for the matrix products, as
+//! `detector.matmul_kernel`), then
 //! reports:
 //!   - the instruction set tract-linalg detected (`isa`),
 //!   - every matrix-multiply node (convs and dense layers become OptMatMul; the int8 model's
@@ -61,6 +64,7 @@ fn run() -> TractResult<()> {
     let mut marks = false;
     let mut nnef = false;
     let mut kernels = Kernels::Edgesieve;
+    let mut matmul_kernel = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -74,6 +78,7 @@ fn run() -> TractResult<()> {
                     .parse()
                     .map_err(|e: String| format_err!("--kernels: {e}"))?;
             }
+            "--matmul-kernel" => matmul_kernel = args.next(),
             "--model" => manifest_path = PathBuf::from(args.next().unwrap_or_default()),
             "--dump" => dump = true,
             "--check" => check = true,
@@ -91,7 +96,7 @@ fn run() -> TractResult<()> {
                 profile_runs = v.parse().map_err(|_| format_err!("--profile {v:?}"))?;
             }
             other => {
-                bail!("unknown argument {other:?} (--precision P, --model M, --nnef, --kernels K, --shape WxH, --profile N, --marks, --dump, --check)")
+                bail!("unknown argument {other:?} (--precision P, --model M, --nnef, --kernels K, --matmul-kernel K, --shape WxH, --profile N, --marks, --dump, --check)")
             }
         }
     }
@@ -106,7 +111,14 @@ fn run() -> TractResult<()> {
 
     let t0 = std::time::Instant::now();
     let shape = shape.unwrap_or((manifest.input.width, manifest.input.height));
-    let model = optimized_model(&manifest, &path, shape, precision, kernels)?;
+    let model = optimized_model(
+        &manifest,
+        &path,
+        shape,
+        precision,
+        kernels,
+        matmul_kernel.as_deref(),
+    )?;
     let load_s = t0.elapsed().as_secs_f64();
 
     let native = isa::native();

@@ -114,6 +114,7 @@ pub struct ModelOverrides {
     pub threads: Option<usize>,
     pub input_shape: Option<crate::detect::InputShape>,
     pub kernels: Option<crate::detect::Kernels>,
+    pub matmul_kernel: Option<String>,
 }
 
 impl Config {
@@ -133,6 +134,9 @@ impl Config {
         }
         if let Some(k) = o.kernels {
             self.detector.kernels = k;
+        }
+        if let Some(k) = &o.matmul_kernel {
+            self.detector.matmul_kernel = Some(k.clone());
         }
     }
 
@@ -396,6 +400,31 @@ mod tests {
         );
     }
 
+    /// `detector.matmul_kernel` names a kernel this machine runs, which reaches the detector's
+    /// options; not set, tract picks; a name it does not run is refused, with what it runs.
+    #[test]
+    fn detector_matmul_kernel_reaches_the_options() {
+        assert_eq!(Config::default().detector.options().matmul_kernel, None);
+        let runs = crate::detect::model::matmul_kernels();
+        let name = runs.last().expect("matrix kernels on this machine");
+        let c = Config::parse(&format!("[detector]\nmatmul_kernel = \"{name}\"\n")).unwrap();
+        assert_eq!(
+            c.detector
+                .options_for(Some((640, 360)))
+                .matmul_kernel
+                .as_deref(),
+            Some(name.as_str())
+        );
+        let e = Config::parse("[detector]\nmatmul_kernel = \"fast_mmm\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("detector.matmul_kernel"), "{text}");
+        assert!(
+            text.contains("\"fast_mmm\" is not a matrix kernel this machine runs"),
+            "{text}"
+        );
+        assert!(text.contains(name.as_str()), "{text}");
+    }
+
     #[test]
     fn errors_name_the_dotted_key() {
         for (text, key) in [
@@ -411,6 +440,10 @@ mod tests {
             ("[detector]\nthreads = 100000\n", "detector.threads"),
             ("[detector]\nthreads = \"x\"\n", "detector.threads"),
             ("[detector]\nkernels = \"mine\"\n", "detector.kernels"),
+            (
+                "[detector]\nmatmul_kernel = \"mine\"\n",
+                "detector.matmul_kernel",
+            ),
             ("[sketchy]\nx = 1\n", "sketchy"),
             ("[policy]\nlook_radius = 300\n", "policy.look_radius"),
             ("[policy]\nlook_radius = -1\n", "policy.look_radius"),

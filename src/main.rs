@@ -44,9 +44,11 @@ USAGE:
       The spool's records as JSON lines, then its quarantined files with their reasons.
   edgesieve config
       Every configuration key with its default, as TOML.
-  edgesieve bench [MODEL OPTIONS] [--input DIR] [--frames N] [--warmup N] [--rounds N]
+  edgesieve bench [MODEL OPTIONS] [--input DIR] [--frames N] [--warmup N] [--rounds N] [--tune]
       Per-stage ms/frame and fps, fp32 and int8, one thread and all cores, square and fit input
-      shapes; side by side with onnxruntime on the same shapes when python3 has it.
+      shapes; side by side with onnxruntime on the same shapes when python3 has it. --tune:
+      the detector's configuration only, its inference time with tract's pick and with each
+      matrix kernel this machine runs, and the value of --matmul-kernel that is fastest here.
   edgesieve convert [--model FILE] [--precision P]
       Writes the NNEF form of the manifest's ONNX files (fp32_nnef, int8_nnef and f16_nnef, the
       fp32 model translated to half precision; all it names unless --precision), what the
@@ -66,17 +68,20 @@ MODEL OPTIONS:
                       416x256 for 16:9) or square (the manifest's 416x416)
   --kernels K         edgesieve (default: our kernels for the convolutions tract is slow at,
                       where they are vectorised for this machine) or tract (tract's own)
+  --matmul-kernel K   the tract-linalg kernel for the matrix products (default: tract's pick;
+                      bench --tune measures which is fastest here)
 
 Logging: EDGESIEVE_LOG=error|warn|info|debug|trace (default info), on stderr.
 ";
 
-const MODEL_FLAGS: [&str; 6] = [
+const MODEL_FLAGS: [&str; 7] = [
     "--model",
     "--precision",
     "--onnx",
     "--threads",
     "--input-shape",
     "--kernels",
+    "--matmul-kernel",
 ];
 
 fn main() -> ExitCode {
@@ -151,7 +156,10 @@ type FrameSize = Option<(u32, u32)>;
 fn model_options(args: &Args) -> Result<(Manifest, impl Fn(FrameSize) -> DetectorOptions), String> {
     let mut config = Config::default();
     config.apply_overrides(&model_overrides(args).map_err(err)?);
-    config.detector.validate().map_err(|e| format!("--{e}"))?;
+    config
+        .detector
+        .validate()
+        .map_err(|e| format!("--{}: {}", e.key.replace('_', "-"), e.message))?;
     let path = config
         .detector
         .model
@@ -206,7 +214,7 @@ fn cmd_detect(argv: &[String]) -> Result<(), String> {
 fn cmd_bench(argv: &[String]) -> Result<(), String> {
     let mut flags = MODEL_FLAGS.to_vec();
     flags.extend(["--input", "--frames", "--warmup", "--rounds"]);
-    let args = Args::parse(argv, &flags, &[]).map_err(err)?;
+    let args = Args::parse(argv, &flags, &["--tune"]).map_err(err)?;
     let (manifest, options_for) = model_options(&args)?;
     let input = args
         .value("--input")
@@ -218,6 +226,42 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
     let base = options_for(frame_size);
     let frames: usize = args.parsed("--frames").map_err(err)?.unwrap_or(100);
     let warmup: usize = args.parsed("--warmup").map_err(err)?.unwrap_or(5);
+    let rounds: usize = args.parsed("--rounds").map_err(err)?.unwrap_or(1).max(1);
+    if args.switch("--tune") {
+        // One configuration (the detector's, as the flags set it), every matrix kernel.
+        let options = DetectorOptions {
+            precision: base.precision.resolved(),
+            ..base
+        };
+        let candidates = bench::tune_candidates(options.precision);
+        println!(
+            "edgesieve bench --tune: {} at {}, {} thread(s), tract's pick and {} matrix kernels, \
+             {frames} frames of {input} after {warmup} warm-up, best of {rounds} round(s)",
+            options.precision,
+            {
+                let (w, h) = options
+                    .fit_frame
+                    .map_or((manifest.input.width, manifest.input.height), |f| {
+                        edgesieve::detect::model::input_shape_for(&manifest, f)
+                    });
+                format!("{w}x{h}")
+            },
+            options.threads,
+            candidates.len()
+        );
+        let rows = bench::tune(
+            &manifest,
+            &options,
+            &candidates,
+            input,
+            frames,
+            warmup,
+            rounds,
+        )
+        .map_err(err)?;
+        bench::print_tune(&rows, 0.03);
+        return Ok(());
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let precisions: Vec<Precision> = match args.value("--precision") {
         Some(_) => vec![base.precision.resolved()],
@@ -237,7 +281,6 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
         Some(_) => vec![base.fit_frame],
         None => vec![None, frame_size],
     };
-    let rounds: usize = args.parsed("--rounds").map_err(err)?.unwrap_or(1).max(1);
     println!(
         "edgesieve bench: {frames} frames of {input} after {warmup} warm-up, {cores} cores, \
          {rounds} round(s)"

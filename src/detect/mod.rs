@@ -64,6 +64,12 @@ pub struct DetectorConfig {
     /// where this machine runs them vectorised) or "tract" (tract's own everywhere, to compare
     /// or to rule ours out).
     pub kernels: Kernels,
+    /// The tract-linalg kernel for the matrix products, by name (e.g. "fma_mmm_f32_24x4"), where
+    /// it fits (same types; not the matrix-vector products); not set: tract's pick, from a cost
+    /// model fitted on other machines. `edgesieve bench --tune` measures every kernel this
+    /// machine runs on the model and prints the fastest; a name this machine cannot run is
+    /// refused.
+    pub matmul_kernel: Option<String>,
 }
 
 /// `detector.kernels`: see [`DetectorConfig::kernels`].
@@ -134,6 +140,7 @@ impl Default for DetectorConfig {
             max_detections: 100,
             input_shape: InputShape::Fit,
             kernels: Kernels::Edgesieve,
+            matmul_kernel: None,
         }
     }
 }
@@ -161,6 +168,19 @@ impl DetectorConfig {
         }
         if self.max_detections == 0 {
             return Err(KeyError::new("max_detections", "must be at least 1"));
+        }
+        if let Some(name) = &self.matmul_kernel {
+            let runs = model::matmul_kernels();
+            if !runs.iter().any(|k| k == name) {
+                return Err(KeyError::new(
+                    "matmul_kernel",
+                    format!(
+                        "{name:?} is not a matrix kernel this machine runs (edgesieve bench \
+                         --tune measures them); it runs: {}",
+                        runs.join(", ")
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -190,6 +210,7 @@ impl DetectorConfig {
             },
             fit_frame: None,
             kernels: self.kernels,
+            matmul_kernel: self.matmul_kernel.clone(),
         }
     }
 }

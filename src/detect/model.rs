@@ -19,6 +19,7 @@ use crate::detect::Kernels;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tract_core::ops::einsum::kernel_selection::with_preferred_kernel;
 use tract_core::prelude::*;
 use tract_core::runtime::RunOptions;
 #[cfg(feature = "multithread")]
@@ -109,6 +110,8 @@ pub struct DetectorOptions {
     pub fit_frame: Option<(u32, u32)>,
     /// Whose kernels run the convolutions tract is slow at (`detector.kernels`).
     pub kernels: Kernels,
+    /// The matrix kernel named by `detector.matmul_kernel`; None: tract's pick.
+    pub matmul_kernel: Option<String>,
 }
 
 impl Default for DetectorOptions {
@@ -120,8 +123,22 @@ impl Default for DetectorOptions {
             postprocess: PostprocessOptions::default(),
             fit_frame: None,
             kernels: Kernels::Edgesieve,
+            matmul_kernel: None,
         }
     }
+}
+
+/// The matrix kernels tract-linalg runs on this machine, by name, sorted: what
+/// `detector.matmul_kernel` may name.
+pub fn matmul_kernels() -> Vec<String> {
+    let mut names: Vec<String> = tract_linalg::MmmDispatch::native()
+        .runnable()
+        .iter()
+        .map(|k| k.name().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The model input for frames of `frame` (width, height): the frame scaled to fit the manifest's
@@ -440,7 +457,14 @@ fn build_plan(
     precision: Precision,
 ) -> Result<Plan, DetectorError> {
     let threads = options.threads;
-    let typed = optimized_model(manifest, path, shape, precision, options.kernels)?;
+    let typed = optimized_model(
+        manifest,
+        path,
+        shape,
+        precision,
+        options.kernels,
+        options.matmul_kernel.as_deref(),
+    )?;
     #[allow(unused_mut)]
     let mut options = RunOptions::default();
     if threads > 1 {
@@ -462,15 +486,19 @@ fn build_plan(
 /// The model file at `path` (ONNX, or NNEF when its name ends in `.nnef.tar`) as the detector
 /// runs it: parsed, checked against `manifest` (input, outputs, classes, embedding tensor),
 /// specialised for an input of `shape` (width, height), given `kernels`' kernels and optimised by
-/// tract. For tools that look inside it (examples/kernels.rs).
+/// tract, its matrix products on `matmul_kernel` where it fits (`detector.matmul_kernel`; None:
+/// tract's pick). For tools that look inside it (examples/kernels.rs).
 pub fn optimized_model(
     manifest: &Manifest,
     path: &Path,
     shape: (u32, u32),
     precision: Precision,
     kernels: Kernels,
+    matmul_kernel: Option<&str>,
 ) -> Result<TypedModel, DetectorError> {
-    optimized_model_with(manifest, path, shape, precision, kernels, Declutter::AsRead)
+    let optimise =
+        || optimized_model_with(manifest, path, shape, precision, kernels, Declutter::AsRead);
+    with_preferred_kernel(matmul_kernel, optimise)
 }
 
 /// How much of tract's declutter a model gets before code generation.
@@ -909,7 +937,8 @@ mod tests {
         let file = m.nnef_path(Precision::Fp32).unwrap().unwrap();
         let ours = ["Depthwise3x3", "Conv3x3", "SeparableMaxPool"];
         let count = |kernels| {
-            let model = optimized_model(&m, &file, (416, 256), Precision::Fp32, kernels).unwrap();
+            let model =
+                optimized_model(&m, &file, (416, 256), Precision::Fp32, kernels, None).unwrap();
             ours.map(|name| {
                 model
                     .nodes()
@@ -929,6 +958,80 @@ mod tests {
         #[cfg(target_arch = "aarch64")]
         assert_eq!((depthwise, stem), (6, 0));
         let _ = (depthwise, stem);
+    }
+
+    /// `detector.matmul_kernel` runs the named kernel on every matrix product it fits (all but
+    /// the matrix-vector ones, which keep tract's pick) and the detector finds on a real frame
+    /// what it finds with tract's pick (another tile sums in another order: scores within 1e-3).
+    #[test]
+    fn matmul_kernel_runs_every_product_it_fits() {
+        use tract_core::ops::matmul::optimized::OptMatMul;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox_nano.toml");
+        let m = Manifest::load(Path::new(path)).unwrap();
+        let file = m.nnef_path(Precision::Fp32).unwrap().unwrap();
+        let kernels_of = |kernel: Option<&str>| -> Vec<(String, usize)> {
+            let model = optimized_model(
+                &m,
+                &file,
+                (416, 256),
+                Precision::Fp32,
+                Kernels::Edgesieve,
+                kernel,
+            )
+            .unwrap();
+            let products = model.nodes().iter().filter_map(|n| n.op_as::<OptMatMul>());
+            products
+                .map(|mm| (mm.mmm[0].name().to_string(), mm.mmm[0].nr()))
+                .collect()
+        };
+        let picked = kernels_of(None);
+        let uses =
+            |kernels: &[(String, usize)], k: &str| kernels.iter().filter(|p| p.0 == k).count();
+        // The tile tract's pick uses least (on x86_64 with AVX-512, one it never picks).
+        let candidates = crate::run::bench::tune_candidates(Precision::Fp32);
+        let k = candidates
+            .iter()
+            .min_by_key(|c| uses(&picked, c))
+            .expect("f32 tile kernels for this machine");
+        let named = kernels_of(Some(k));
+        assert_eq!(named.len(), picked.len());
+        assert!(named.len() > 90, "{} matrix products", named.len());
+        for (a, b) in named.iter().zip(&picked) {
+            assert!(
+                &a.0 == k || (a == b && a.1 == 1),
+                "{a:?} where tract picked {b:?}"
+            );
+        }
+        assert!(uses(&named, k) > uses(&picked, k), "{k} everywhere already");
+
+        let frames = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/drive-tmo324-lane-detecting/frames/000001.jpg"
+        );
+        let frame = image::open(frames).unwrap().to_rgb8();
+        let (w, h) = frame.dimensions();
+        let detect = |kernel: Option<&str>| {
+            let options = DetectorOptions {
+                precision: Precision::Fp32,
+                fit_frame: Some((w, h)),
+                matmul_kernel: kernel.map(str::to_string),
+                ..DetectorOptions::default()
+            };
+            let mut detector = Detector::load(m.clone(), &options).unwrap();
+            let mut out = Detections::new();
+            detector.detect(frame.as_raw(), w, h, &mut out).unwrap();
+            out.items().to_vec()
+        };
+        let (a, b) = (detect(None), detect(Some(k)));
+        assert!(a.len() >= 3, "{} detections", a.len());
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.class_id, y.class_id);
+            assert!((x.score - y.score).abs() < 1e-3, "{x:?} {y:?}");
+            for (p, q) in x.bbox.iter().zip(&y.bbox) {
+                assert!((p - q).abs() < 0.5, "{x:?} {y:?}");
+            }
+        }
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct BenchRow {
     pub frames: usize,
     pub detections: usize,
     pub times: StageTimes,
+    /// The fastest frame's inference, in ms: on a shared machine, the time least disturbed by
+    /// the rest of it (every frame runs the same shape, whatever it shows).
+    pub fastest_inference: f64,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -77,6 +80,7 @@ pub struct StageTimer {
     detections: usize,
     /// decode, preprocess, inference, postprocess
     sum: [Duration; 4],
+    fastest_inference: Duration,
 }
 
 impl StageTimer {
@@ -90,6 +94,7 @@ impl StageTimer {
             timed: 0,
             detections: 0,
             sum: [Duration::ZERO; 4],
+            fastest_inference: Duration::MAX,
         }
     }
 }
@@ -122,6 +127,7 @@ impl FrameHandler for StageTimer {
         {
             *s += d;
         }
+        self.fastest_inference = self.fastest_inference.min(t3 - t2);
         self.detections += self.dets.len();
         self.timed += 1;
         Ok(())
@@ -169,7 +175,125 @@ pub fn bench_one(
             inference: ms(sum[2]) / n,
             postprocess: ms(sum[3]) / n,
         },
+        fastest_inference: ms(timer.fastest_inference),
     })
+}
+
+/// The matrix kernels `edgesieve bench --tune` times for `precision`: those tract-linalg runs
+/// on this machine that are written for it (not the portable ones, nor emulated), accumulate in
+/// the precision's type and have more than one column per tile (the matrix-vector products keep
+/// theirs whatever `detector.matmul_kernel` says).
+pub fn tune_candidates(precision: Precision) -> Vec<String> {
+    use tract_core::prelude::{f16, Datum};
+    let acc = match precision.resolved() {
+        Precision::Int8 => i32::datum_type(),
+        Precision::F16 => f16::datum_type(),
+        _ => f32::datum_type(),
+    };
+    let mut names: Vec<String> = tract_linalg::MmmDispatch::native()
+        .runnable()
+        .iter()
+        .filter(|k| k.arch().is_some() && !k.emulated() && k.nr() > 1 && k.internal_type() == acc)
+        .map(|k| k.name().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// One kernel's figures in `edgesieve bench --tune`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneRow {
+    /// `detector.matmul_kernel`; None: tract's pick.
+    pub kernel: Option<String>,
+    /// Inference milliseconds of the fastest frame of all rounds (what the kernel takes when
+    /// the rest of the machine leaves it alone), by which the rows are sorted.
+    pub fastest_ms: f64,
+    /// Inference milliseconds per frame, the best round's mean.
+    pub inference_ms: f64,
+    /// Detections per frame (the same kernel-wide: a check that they compute the same).
+    pub detections: f64,
+}
+
+/// `edgesieve bench --tune`: the inference time of `options` with tract's pick and with each of
+/// `candidates` for its matrix products, `rounds` times round-robin (so that a noisy spell of the
+/// machine falls on every kernel alike); per kernel its fastest frame and its best round's mean,
+/// by fastest frame first. The fastest frame is the steadier figure on a shared machine: a
+/// round's mean moves with whatever else runs during it, by more than the kernels differ.
+pub fn tune(
+    manifest: &Manifest,
+    options: &DetectorOptions,
+    candidates: &[String],
+    input: &str,
+    frames: usize,
+    warmup: usize,
+    rounds: usize,
+) -> Result<Vec<TuneRow>, BenchError> {
+    let kernels: Vec<Option<String>> = std::iter::once(None)
+        .chain(candidates.iter().cloned().map(Some))
+        .collect();
+    let mut rows: Vec<TuneRow> = kernels
+        .into_iter()
+        .map(|kernel| TuneRow {
+            kernel,
+            fastest_ms: f64::INFINITY,
+            inference_ms: f64::INFINITY,
+            detections: 0.0,
+        })
+        .collect();
+    for _ in 0..rounds.max(1) {
+        for row in rows.iter_mut() {
+            let options = DetectorOptions {
+                matmul_kernel: row.kernel.clone(),
+                ..options.clone()
+            };
+            let bench = bench_one(manifest, &options, input, frames, warmup)?;
+            row.fastest_ms = row.fastest_ms.min(bench.fastest_inference);
+            row.inference_ms = row.inference_ms.min(bench.times.inference);
+            row.detections = bench.detections as f64 / bench.frames as f64;
+        }
+    }
+    rows.sort_by(|a, b| a.fastest_ms.total_cmp(&b.fastest_ms));
+    Ok(rows)
+}
+
+/// Prints `tune`'s rows beside tract's pick, and what to set: the fastest kernel when it beats
+/// tract's pick by more than `margin` (a fraction; less is within a noisy machine's spread).
+pub fn print_tune(rows: &[TuneRow], margin: f64) {
+    let Some(pick) = rows.iter().find(|r| r.kernel.is_none()) else {
+        return;
+    };
+    println!(
+        "{:<28} {:>13} {:>8} {:>13} {:>8} {:>8}",
+        "matmul kernel", "fastest frame", "vs pick", "best mean ms", "vs pick", "det/frm"
+    );
+    for r in rows {
+        println!(
+            "{:<28} {:>13.2} {:>8.2} {:>13.2} {:>8.2} {:>8.1}",
+            r.kernel.as_deref().unwrap_or("(tract's pick)"),
+            r.fastest_ms,
+            r.fastest_ms / pick.fastest_ms,
+            r.inference_ms,
+            r.inference_ms / pick.inference_ms,
+            r.detections
+        );
+    }
+    match rows.first() {
+        Some(TuneRow {
+            kernel: Some(k),
+            fastest_ms,
+            ..
+        }) if *fastest_ms < pick.fastest_ms * (1.0 - margin) => println!(
+            "fastest here: {k}, its fastest frame {:.0}% faster than tract's pick's: \
+             detector.matmul_kernel = \"{k}\" (or --matmul-kernel {k})",
+            100.0 * (1.0 - fastest_ms / pick.fastest_ms)
+        ),
+        _ => println!(
+            "no kernel beats tract's pick here by more than {:.0}%: leave detector.matmul_kernel \
+             unset",
+            100.0 * margin
+        ),
+    }
 }
 
 pub fn print_header() {

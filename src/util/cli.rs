@@ -103,6 +103,7 @@ pub fn model_overrides(args: &Args) -> Result<ModelOverrides, CliError> {
             ),
             None => None,
         },
+        matmul_kernel: args.value("--matmul-kernel").map(str::to_string),
         kernels: match args.value("--kernels") {
             Some(v) => Some(
                 v.parse()
