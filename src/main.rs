@@ -239,11 +239,7 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
              {frames} frames of {input} after {warmup} warm-up, best of {rounds} round(s)",
             options.precision,
             {
-                let (w, h) = options
-                    .fit_frame
-                    .map_or((manifest.input.width, manifest.input.height), |f| {
-                        edgesieve::detect::model::input_shape_for(&manifest, f)
-                    });
+                let (w, h) = edgesieve::detect::model::model_input(&manifest, options.fit_frame);
                 format!("{w}x{h}")
             },
             options.threads,

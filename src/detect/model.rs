@@ -131,14 +131,31 @@ impl Default for DetectorOptions {
 /// The matrix kernels tract-linalg runs on this machine, by name, sorted: what
 /// `detector.matmul_kernel` may name.
 pub fn matmul_kernels() -> Vec<String> {
+    matmul_kernels_where(|_| true)
+}
+
+/// The names of the matrix kernels tract-linalg runs on this machine that `keep`, sorted, once
+/// each.
+pub fn matmul_kernels_where(
+    keep: impl Fn(&dyn tract_linalg::mmm::MatMatMul) -> bool,
+) -> Vec<String> {
     let mut names: Vec<String> = tract_linalg::MmmDispatch::native()
         .runnable()
         .iter()
+        .filter(|k| keep(k.as_ref()))
         .map(|k| k.name().to_string())
         .collect();
     names.sort();
     names.dedup();
     names
+}
+
+/// The model input `Detector::load` shapes the model for: the manifest's input, or the fit
+/// shape for `fit_frame` ([`input_shape_for`]).
+pub fn model_input(manifest: &Manifest, fit_frame: Option<(u32, u32)>) -> (u32, u32) {
+    fit_frame.map_or((manifest.input.width, manifest.input.height), |f| {
+        input_shape_for(manifest, f)
+    })
 }
 
 /// The model input for frames of `frame` (width, height): the frame scaled to fit the manifest's
@@ -191,11 +208,7 @@ impl Detector {
         if !path.is_file() {
             return Err(DetectorError::MissingModel { path });
         }
-        let shape = options
-            .fit_frame
-            .map_or((manifest.input.width, manifest.input.height), |f| {
-                input_shape_for(&manifest, f)
-            });
+        let shape = model_input(&manifest, options.fit_frame);
         let plan = build_plan(&manifest, &path, shape, options, precision)?;
         // From here on the manifest describes the input the model was specialised for.
         let mut manifest = manifest;

@@ -190,15 +190,9 @@ pub fn tune_candidates(precision: Precision) -> Vec<String> {
         Precision::F16 => f16::datum_type(),
         _ => f32::datum_type(),
     };
-    let mut names: Vec<String> = tract_linalg::MmmDispatch::native()
-        .runnable()
-        .iter()
-        .filter(|k| k.arch().is_some() && !k.emulated() && k.nr() > 1 && k.internal_type() == acc)
-        .map(|k| k.name().to_string())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    crate::detect::model::matmul_kernels_where(|k| {
+        k.arch().is_some() && !k.emulated() && k.nr() > 1 && k.internal_type() == acc
+    })
 }
 
 /// One kernel's figures in `edgesieve bench --tune`.
