@@ -35,7 +35,8 @@
 //! (`../shared/tools/qemu-insncount` plus a syscall callback) then gives instructions per node.
 
 use edgesieve::detect::manifest::{Manifest, Precision};
-use edgesieve::detect::model::optimized_model;
+use edgesieve::detect::model::{kernel_choices, optimized_model, DetectorOptions};
+use edgesieve::detect::tune;
 use edgesieve::detect::Kernels;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -111,14 +112,16 @@ fn run() -> TractResult<()> {
 
     let t0 = std::time::Instant::now();
     let shape = shape.unwrap_or((manifest.input.width, manifest.input.height));
-    let model = optimized_model(
-        &manifest,
-        &path,
-        shape,
-        precision,
+    // The kernels the detector would run: the one named, else the plan `edgesieve tune` saved
+    // for this model and machine, else tract's pick.
+    let options = DetectorOptions {
         kernels,
-        matmul_kernel.as_deref(),
-    )?;
+        matmul_kernel,
+        tuning_dir: tune::default_dir(),
+        ..DetectorOptions::default()
+    };
+    let choices = kernel_choices(&options, &path, shape, precision);
+    let model = optimized_model(&manifest, &path, shape, precision, kernels, &choices)?;
     let load_s = t0.elapsed().as_secs_f64();
 
     let native = isa::native();

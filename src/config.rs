@@ -419,10 +419,16 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("detector.matmul_kernel"), "{text}");
         assert!(
-            text.contains("\"fast_mmm\" is not a matrix kernel this machine runs"),
+            text.contains("\"fast_mmm\" is not \"tract\" nor a matrix kernel this machine runs"),
             "{text}"
         );
         assert!(text.contains(name.as_str()), "{text}");
+        // "tract": tract's pick, whatever plan the tuning folder holds, which is its key's.
+        let c = Config::parse("[detector]\nmatmul_kernel = \"tract\"\ntuning_dir = \"/plans\"\n")
+            .unwrap();
+        let o = c.detector.options();
+        assert_eq!(o.matmul_kernel.as_deref(), Some("tract"));
+        assert_eq!(o.tuning_dir.as_deref(), Some(Path::new("/plans")));
     }
 
     #[test]

@@ -49,6 +49,16 @@ USAGE:
       shapes; side by side with onnxruntime on the same shapes when python3 has it. --tune:
       the detector's configuration only, its inference time with tract's pick and with each
       matrix kernel this machine runs, and the value of --matmul-kernel that is fastest here.
+  edgesieve tune [MODEL OPTIONS] [--config FILE] [--input FRAMES] [--runs N] [--rounds N]
+                 [--frames N] [--if-missing]
+      Measures which matrix kernel is fastest on this machine for each matrix product shape of
+      the model (tract's pick and every kernel, on one thread), and saves the result as a kernel
+      plan in detector.tuning_dir (default ~/.cache/edgesieve), which the detector then runs
+      whenever the model, input shape (from FRAMES, default the sample drive), precision and
+      kernels are these (at any --threads); then times inference with tract's pick and with
+      the plan, alternating, over --frames frames of FRAMES (0: no check). Run it once per
+      machine and model (scripts/setup does, for fp32 and int8); --if-missing: not when a
+      plan is saved for this already.
   edgesieve convert [--model FILE] [--precision P]
       Writes the NNEF form of the manifest's ONNX files (fp32_nnef, int8_nnef and f16_nnef, the
       fp32 model translated to half precision; all it names unless --precision), what the
@@ -68,8 +78,9 @@ MODEL OPTIONS:
                       416x256 for 16:9) or square (the manifest's 416x416)
   --kernels K         edgesieve (default: our kernels for the convolutions tract is slow at,
                       where they are vectorised for this machine) or tract (tract's own)
-  --matmul-kernel K   the tract-linalg kernel for the matrix products (default: tract's pick;
-                      bench --tune measures which is fastest here)
+  --matmul-kernel K   the tract-linalg kernel for the matrix products: a kernel's name, or
+                      tract (tract's pick); default: the plan edgesieve tune saved for this
+                      model and machine, else tract's pick
 
 Logging: EDGESIEVE_LOG=error|warn|info|debug|trace (default info), on stderr.
 ";
@@ -104,6 +115,7 @@ fn main() -> ExitCode {
         }
         Some("detect") => cmd_detect(&argv[1..]),
         Some("bench") => cmd_bench(&argv[1..]),
+        Some("tune") => cmd_tune(&argv[1..]),
         Some("run") => cmd_run(&argv[1..]),
         Some("upload") => cmd_upload(&argv[1..]),
         Some("export") => cmd_export(&argv[1..]),
@@ -154,7 +166,7 @@ type FrameSize = Option<(u32, u32)>;
 /// The manifest of the model flags, checked like a config file's, and the detector options
 /// they give for frames of a size (`detector.input_shape` decides whether the size is used).
 fn model_options(args: &Args) -> Result<(Manifest, impl Fn(FrameSize) -> DetectorOptions), String> {
-    let mut config = Config::default();
+    let mut config = load_config(args)?;
     config.apply_overrides(&model_overrides(args).map_err(err)?);
     config
         .detector
@@ -209,6 +221,123 @@ fn cmd_detect(argv: &[String]) -> Result<(), String> {
         writer.written
     );
     summary.input_result().map_err(err)
+}
+
+fn cmd_tune(argv: &[String]) -> Result<(), String> {
+    use edgesieve::detect::model::{self, TRACT_PICK};
+    use edgesieve::detect::tune;
+    let mut flags = MODEL_FLAGS.to_vec();
+    flags.extend(["--config", "--input", "--runs", "--rounds", "--frames"]);
+    let args = Args::parse(argv, &flags, &["--if-missing"]).map_err(err)?;
+    let (manifest, options_for) = model_options(&args)?;
+    let input = args
+        .value("--input")
+        .unwrap_or("../shared/data/drive-tmo324-lane-detecting/frames");
+    let frame_size = edgesieve::source::open(input).map_err(err)?.frame_size();
+    let options = options_for(frame_size);
+    let options = DetectorOptions {
+        precision: options.precision.resolved(),
+        ..options
+    };
+    if options.matmul_kernel.is_some() {
+        return Err(
+            "--matmul-kernel (detector.matmul_kernel) chooses the kernels already: a plan is \
+             measured for, and run with, it unset"
+                .into(),
+        );
+    }
+    let Some(dir) = options.tuning_dir.clone() else {
+        return Err(
+            "no folder for kernel plans: set detector.tuning_dir (--config FILE), \
+                    or HOME or XDG_CACHE_HOME"
+                .into(),
+        );
+    };
+    let runs: usize = args.parsed("--runs").map_err(err)?.unwrap_or(5).max(1);
+    let rounds: usize = args.parsed("--rounds").map_err(err)?.unwrap_or(3).max(1);
+    let frames: usize = args.parsed("--frames").map_err(err)?.unwrap_or(30);
+    let path = model::model_file_for(&manifest, &options).map_err(err)?;
+    let shape = model::model_input(&manifest, options.fit_frame);
+    let key = tune::plan_key(&path, options.precision, shape, options.kernels);
+    if args.switch("--if-missing") {
+        // A plan that cannot be read is measured again, and replaced.
+        if let Ok(Some(plan)) = tune::read_plan(&dir, &key) {
+            println!(
+                "edgesieve tune: a plan is saved for this already ({}, {} shapes off tract's \
+                 pick)",
+                tune::plan_path(&dir, &key).display(),
+                plan.len()
+            );
+            return Ok(());
+        }
+    }
+    let settings = tune::TuneSettings {
+        precision: options.precision,
+        shape,
+        kernels: options.kernels,
+        candidates: bench::tune_candidates(options.precision),
+        runs,
+        rounds,
+    };
+    let (w, h) = settings.shape;
+    println!(
+        "edgesieve tune: {} ({}) at {w}x{h}: tract's pick and {} matrix kernels, {runs} runs \
+         each on one thread, best of {rounds} rounds",
+        path.display(),
+        options.precision,
+        settings.candidates.len()
+    );
+    let measured = tune::measure(&manifest, &path, &settings).map_err(err)?;
+    println!(
+        "{:<16} {:>8} {:<26} {:>8} {:<26} {:>8}",
+        "product m,k,n", "products", "tract's pick", "ms", "fastest", "ms"
+    );
+    for r in &measured.rows {
+        let (m, k, n) = r.shape;
+        println!(
+            "{:<16} {:>8} {:<26} {:>8.3} {:<26} {:>8.3}",
+            format!("{m},{k},{n}"),
+            r.products,
+            r.tract.0,
+            r.tract.1,
+            r.best.0,
+            r.best.1
+        );
+    }
+    let (pick_ms, best_ms) = measured.totals();
+    println!(
+        "matrix products (packing included): {pick_ms:.2} ms per frame with tract's pick, \
+         {best_ms:.2} ms with the fastest per shape ({:+.0}%)",
+        100.0 * (best_ms / pick_ms - 1.0)
+    );
+    let written = tune::write_plan(&dir, &key, &measured.choices).map_err(err)?;
+    println!(
+        "plan saved: {} ({} of {} shapes off tract's pick)",
+        written.display(),
+        measured.choices.len(),
+        measured.rows.len()
+    );
+    if frames == 0 {
+        return Ok(());
+    }
+    // The check: the detector as it loads from now on, against tract's pick, alternating.
+    let pick = DetectorOptions {
+        matmul_kernel: Some(TRACT_PICK.to_string()),
+        ..options.clone()
+    };
+    let (mut pick_best, mut plan_best) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..rounds {
+        let a = bench::bench_one(&manifest, &pick, input, frames, 3).map_err(err)?;
+        let b = bench::bench_one(&manifest, &options, input, frames, 3).map_err(err)?;
+        pick_best = pick_best.min(a.times.inference);
+        plan_best = plan_best.min(b.times.inference);
+    }
+    println!(
+        "inference, {frames} frames of {input}, best of {rounds} alternating rounds: \
+         {pick_best:.2} ms per frame with tract's pick, {plan_best:.2} ms with the plan ({:+.0}%)",
+        100.0 * (plan_best / pick_best - 1.0)
+    );
+    Ok(())
 }
 
 fn cmd_bench(argv: &[String]) -> Result<(), String> {

@@ -22,6 +22,7 @@ mod simd;
 mod stem;
 #[cfg(feature = "onnx")]
 mod symbolic;
+pub mod tune;
 
 use std::path::PathBuf;
 
@@ -64,12 +65,19 @@ pub struct DetectorConfig {
     /// where this machine runs them vectorised) or "tract" (tract's own everywhere, to compare
     /// or to rule ours out).
     pub kernels: Kernels,
-    /// The tract-linalg kernel for the matrix products, by name (e.g. "fma_mmm_f32_24x4"), where
-    /// it fits (same types; not the matrix-vector products); not set: tract's pick, from a cost
-    /// model fitted on other machines. `edgesieve bench --tune` measures every kernel this
-    /// machine runs on the model and prints the fastest; a name this machine cannot run is
-    /// refused.
+    /// The tract-linalg kernels of the matrix products. Not set (the default): the plan
+    /// `edgesieve tune` measured on this machine for this model, input shape, precision and
+    /// `kernels` (per product shape the fastest kernel; used at any number of threads), when
+    /// `tuning_dir` holds one, else tract's pick, from a cost model fitted on other machines.
+    /// "tract": tract's pick whatever plan there is. A kernel's name (e.g.
+    /// "fma_mmm_f32_24x4"): that kernel wherever it fits (same types; not the matrix-vector
+    /// products); a name this machine cannot run is refused. `edgesieve bench --tune` times
+    /// each kernel on the whole model.
     pub matmul_kernel: Option<String>,
+    /// The folder of the kernel plans `edgesieve tune` writes and the detector reads (a few
+    /// hundred bytes each). Not set: `$XDG_CACHE_HOME/edgesieve`, else `$HOME/.cache/edgesieve`,
+    /// else none (no plan is read: tract's pick).
+    pub tuning_dir: Option<PathBuf>,
 }
 
 /// `detector.kernels`: see [`DetectorConfig::kernels`].
@@ -141,6 +149,7 @@ impl Default for DetectorConfig {
             input_shape: InputShape::Fit,
             kernels: Kernels::Edgesieve,
             matmul_kernel: None,
+            tuning_dir: None,
         }
     }
 }
@@ -169,14 +178,18 @@ impl DetectorConfig {
         if self.max_detections == 0 {
             return Err(KeyError::new("max_detections", "must be at least 1"));
         }
-        if let Some(name) = &self.matmul_kernel {
+        if let Some(name) = self
+            .matmul_kernel
+            .as_ref()
+            .filter(|k| *k != model::TRACT_PICK)
+        {
             let runs = model::matmul_kernels();
             if !runs.iter().any(|k| k == name) {
                 return Err(KeyError::new(
                     "matmul_kernel",
                     format!(
-                        "{name:?} is not a matrix kernel this machine runs (edgesieve bench \
-                         --tune measures them); it runs: {}",
+                        "{name:?} is not \"tract\" nor a matrix kernel this machine runs \
+                         (edgesieve bench --tune measures them); it runs: {}",
                         runs.join(", ")
                     ),
                 ));
@@ -211,6 +224,7 @@ impl DetectorConfig {
             fit_frame: None,
             kernels: self.kernels,
             matmul_kernel: self.matmul_kernel.clone(),
+            tuning_dir: self.tuning_dir.clone().or_else(tune::default_dir),
         }
     }
 }

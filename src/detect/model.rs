@@ -15,11 +15,12 @@ use crate::detect::rewrite;
 use crate::detect::stem;
 #[cfg(feature = "onnx")]
 use crate::detect::symbolic;
+use crate::detect::tune::{self, KernelChoice};
 use crate::detect::Kernels;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tract_core::ops::einsum::kernel_selection::with_preferred_kernel;
+use tract_core::ops::einsum::kernel_selection::with_kernel_choices;
 use tract_core::prelude::*;
 use tract_core::runtime::RunOptions;
 #[cfg(feature = "multithread")]
@@ -110,8 +111,12 @@ pub struct DetectorOptions {
     pub fit_frame: Option<(u32, u32)>,
     /// Whose kernels run the convolutions tract is slow at (`detector.kernels`).
     pub kernels: Kernels,
-    /// The matrix kernel named by `detector.matmul_kernel`; None: tract's pick.
+    /// `detector.matmul_kernel`: a kernel's name, "tract" (tract's pick), or None: the plan
+    /// `edgesieve tune` measured on this machine for this model, shape, precision and kernels
+    /// when `tuning_dir` holds one ([`tune`]), else tract's pick.
     pub matmul_kernel: Option<String>,
+    /// Where kernel plans are (`detector.tuning_dir`); None: no plan is read.
+    pub tuning_dir: Option<PathBuf>,
 }
 
 impl Default for DetectorOptions {
@@ -124,9 +129,63 @@ impl Default for DetectorOptions {
             fit_frame: None,
             kernels: Kernels::Edgesieve,
             matmul_kernel: None,
+            tuning_dir: None,
         }
     }
 }
+
+/// The matrix kernels `options` choose for the model at `path`, run at `precision` on inputs of
+/// `shape`: see [`DetectorOptions::matmul_kernel`]. A plan that cannot be read is logged and
+/// left: tract's pick computes the same detections.
+pub fn kernel_choices(
+    options: &DetectorOptions,
+    path: &Path,
+    shape: (u32, u32),
+    precision: Precision,
+) -> Vec<KernelChoice> {
+    match options.matmul_kernel.as_deref() {
+        Some(TRACT_PICK) => Vec::new(),
+        Some(k) => vec![KernelChoice {
+            shape: None,
+            kernel: k.to_string(),
+        }],
+        None => {
+            let Some(dir) = &options.tuning_dir else {
+                return Vec::new();
+            };
+            let key = tune::plan_key(path, precision, shape, options.kernels);
+            match tune::read_plan(dir, &key) {
+                Ok(Some(plan)) => {
+                    log::info!(
+                        "matrix kernels: the plan measured here ({}), {} product shape(s) off \
+                         tract's pick",
+                        tune::plan_path(dir, &key).display(),
+                        plan.len()
+                    );
+                    plan
+                }
+                Ok(None) => {
+                    log::debug!(
+                        "matrix kernels: tract's pick (no plan in {} for this model and machine; \
+                         edgesieve tune measures one)",
+                        dir.display()
+                    );
+                    Vec::new()
+                }
+                Err(e) => {
+                    log::warn!(
+                        "{}; running tract's pick (edgesieve tune writes a new plan)",
+                        crate::util::error_chain(&e)
+                    );
+                    Vec::new()
+                }
+            }
+        }
+    }
+}
+
+/// `detector.matmul_kernel = "tract"`: tract's pick, whatever plan there is.
+pub const TRACT_PICK: &str = "tract";
 
 /// The matrix kernels tract-linalg runs on this machine, by name, sorted: what
 /// `detector.matmul_kernel` may name.
@@ -201,13 +260,7 @@ impl Detector {
     /// Loads the model of `manifest` at the chosen precision.
     pub fn load(manifest: Manifest, options: &DetectorOptions) -> Result<Detector, DetectorError> {
         let precision = options.precision.resolved();
-        let path = match &options.model_file {
-            Some(p) => p.clone(),
-            None => model_file(&manifest, precision)?,
-        };
-        if !path.is_file() {
-            return Err(DetectorError::MissingModel { path });
-        }
+        let path = model_file_for(&manifest, options)?;
         let shape = model_input(&manifest, options.fit_frame);
         let plan = build_plan(&manifest, &path, shape, options, precision)?;
         // From here on the manifest describes the input the model was specialised for.
@@ -411,6 +464,23 @@ fn mismatch(path: &Path, what: &str, expected: String, found: String) -> Detecto
     }
 }
 
+/// The model file `Detector::load` runs for `options`: `options.model_file`, else the manifest's
+/// for the precision `options` resolve to (its NNEF file, else its ONNX one; see
+/// `model_file`); an error when it is not there.
+pub fn model_file_for(
+    manifest: &Manifest,
+    options: &DetectorOptions,
+) -> Result<PathBuf, DetectorError> {
+    let path = match &options.model_file {
+        Some(p) => p.clone(),
+        None => model_file(manifest, options.precision.resolved())?,
+    };
+    if !path.is_file() {
+        return Err(DetectorError::MissingModel { path });
+    }
+    Ok(path)
+}
+
 /// The model file the manifest names for `precision`: its NNEF file (`fp32_nnef`/`int8_nnef`,
 /// written by `edgesieve convert` from the ONNX one) when present. A build with the `onnx`
 /// feature falls back to the ONNX file when the NNEF file is missing or older than it (a
@@ -470,14 +540,8 @@ fn build_plan(
     precision: Precision,
 ) -> Result<Plan, DetectorError> {
     let threads = options.threads;
-    let typed = optimized_model(
-        manifest,
-        path,
-        shape,
-        precision,
-        options.kernels,
-        options.matmul_kernel.as_deref(),
-    )?;
+    let choices = kernel_choices(options, path, shape, precision);
+    let typed = optimized_model(manifest, path, shape, precision, options.kernels, &choices)?;
     #[allow(unused_mut)]
     let mut options = RunOptions::default();
     if threads > 1 {
@@ -499,19 +563,19 @@ fn build_plan(
 /// The model file at `path` (ONNX, or NNEF when its name ends in `.nnef.tar`) as the detector
 /// runs it: parsed, checked against `manifest` (input, outputs, classes, embedding tensor),
 /// specialised for an input of `shape` (width, height), given `kernels`' kernels and optimised by
-/// tract, its matrix products on `matmul_kernel` where it fits (`detector.matmul_kernel`; None:
-/// tract's pick). For tools that look inside it (examples/kernels.rs).
+/// tract, its matrix products on the first of `choices` that fits each ([`kernel_choices`];
+/// none: tract's pick). For tools that look inside it (examples/kernels.rs) and [`tune`].
 pub fn optimized_model(
     manifest: &Manifest,
     path: &Path,
     shape: (u32, u32),
     precision: Precision,
     kernels: Kernels,
-    matmul_kernel: Option<&str>,
+    choices: &[KernelChoice],
 ) -> Result<TypedModel, DetectorError> {
     let optimise =
         || optimized_model_with(manifest, path, shape, precision, kernels, Declutter::AsRead);
-    with_preferred_kernel(matmul_kernel, optimise)
+    with_kernel_choices(choices, optimise)
 }
 
 /// How much of tract's declutter a model gets before code generation.
@@ -951,7 +1015,7 @@ mod tests {
         let ours = ["Depthwise3x3", "Conv3x3", "SeparableMaxPool"];
         let count = |kernels| {
             let model =
-                optimized_model(&m, &file, (416, 256), Precision::Fp32, kernels, None).unwrap();
+                optimized_model(&m, &file, (416, 256), Precision::Fp32, kernels, &[]).unwrap();
             ours.map(|name| {
                 model
                     .nodes()
@@ -983,13 +1047,18 @@ mod tests {
         let m = Manifest::load(Path::new(path)).unwrap();
         let file = m.nnef_path(Precision::Fp32).unwrap().unwrap();
         let kernels_of = |kernel: Option<&str>| -> Vec<(String, usize)> {
+            let options = DetectorOptions {
+                matmul_kernel: kernel.map(str::to_string),
+                ..DetectorOptions::default()
+            };
+            let choices = kernel_choices(&options, &file, (416, 256), Precision::Fp32);
             let model = optimized_model(
                 &m,
                 &file,
                 (416, 256),
                 Precision::Fp32,
                 Kernels::Edgesieve,
-                kernel,
+                &choices,
             )
             .unwrap();
             let products = model.nodes().iter().filter_map(|n| n.op_as::<OptMatMul>());
@@ -1045,6 +1114,72 @@ mod tests {
                 assert!((p - q).abs() < 0.5, "{x:?} {y:?}");
             }
         }
+    }
+
+    /// A kernel plan applies per product shape: the products of the shape it names run its
+    /// kernel, every other product what tract picked. The detector finds the plan `edgesieve
+    /// tune` saved for its key, and with "tract", a damaged file or another key, none.
+    #[test]
+    fn a_kernel_plan_applies_per_product_shape() {
+        let shape = (416, 256);
+        let optimise = |choices: &[KernelChoice]| tune::tests::fp32_products(choices).2;
+        let (_, file, _) = tune::tests::fp32_products(&[]);
+        let picked = optimise(&[]);
+        // The shape with most products, and a tile kernel tract did not pick for it.
+        let count = |s| picked.iter().filter(|p| p.shape == s).count();
+        let busiest = picked
+            .iter()
+            .map(|p| p.shape)
+            .max_by_key(|&s| count(s))
+            .unwrap();
+        assert!(count(busiest) > 1 && busiest.2 > 1, "{busiest:?}");
+        let was = &picked.iter().find(|p| p.shape == busiest).unwrap().kernel;
+        let other = crate::run::bench::tune_candidates(Precision::Fp32)
+            .into_iter()
+            .find(|k| k != was)
+            .expect("more than one f32 tile kernel");
+        let plan = vec![KernelChoice {
+            shape: Some(busiest),
+            kernel: other.clone(),
+        }];
+        let planned = optimise(&plan);
+        assert_eq!(planned.len(), picked.len());
+        for (a, b) in planned.iter().zip(&picked) {
+            assert_eq!(a.shape, b.shape);
+            let want = if a.shape == busiest {
+                &other
+            } else {
+                &b.kernel
+            };
+            assert_eq!(&a.kernel, want, "{:?}", a.shape);
+        }
+
+        let dir = crate::util::testing::TempDir::new("kernel-plan");
+        let options = |matmul_kernel: Option<&str>| DetectorOptions {
+            matmul_kernel: matmul_kernel.map(str::to_string),
+            tuning_dir: Some(dir.path().to_path_buf()),
+            ..DetectorOptions::default()
+        };
+        let choices = |o: &DetectorOptions, shape| kernel_choices(o, &file, shape, Precision::Fp32);
+        assert!(choices(&options(None), shape).is_empty());
+        let key = tune::plan_key(&file, Precision::Fp32, shape, Kernels::Edgesieve);
+        let saved = tune::write_plan(dir.path(), &key, &plan).unwrap();
+        assert_eq!(choices(&options(None), shape), plan);
+        // At any number of threads; not for the other kernels setting.
+        let two = DetectorOptions {
+            threads: 2,
+            ..options(None)
+        };
+        assert_eq!(choices(&two, shape), plan);
+        let theirs = DetectorOptions {
+            kernels: Kernels::Tract,
+            ..options(None)
+        };
+        assert!(choices(&theirs, shape).is_empty());
+        assert!(choices(&options(Some(TRACT_PICK)), shape).is_empty());
+        assert!(choices(&options(None), (416, 416)).is_empty());
+        std::fs::write(&saved, "product 1 2 3\n").unwrap();
+        assert!(choices(&options(None), shape).is_empty());
     }
 
     #[test]

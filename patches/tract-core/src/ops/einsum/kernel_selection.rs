@@ -62,40 +62,64 @@ fn m_axis_contiguous(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) ->
     fact.shape.iter().skip(cm + 1).all(|d| d.is_one())
 }
 
+/// A matrix kernel a caller chose, for the products it fits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelChoice {
+    /// The products it is for, by `(m, k, n)`; None: every product it fits.
+    pub shape: Option<(usize, usize, usize)>,
+    /// The kernel's name (`MatMatMul::name`).
+    pub kernel: String,
+}
+
 std::thread_local! {
-    /// The kernel the caller of [`with_preferred_kernel`] names, while it runs.
-    static PREFERRED_KERNEL: std::cell::RefCell<Option<String>> =
-        const { std::cell::RefCell::new(None) };
+    /// The kernels the caller of [`with_kernel_choices`] chose, while it runs.
+    static CHOICES: std::cell::RefCell<Vec<KernelChoice>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` (typically a model's optimisation) on this thread with the matrix kernel called
-/// `kernel` chosen for every matrix product it fits: one whose accumulator and operand types the
-/// kernel handles, with no panel extractor to reach its packing, and a known `n` above 1 (a
-/// matrix-vector product keeps its own). Every other product gets the platform's pick, as does
-/// everything with `None`. The platform's pick comes from a cost model fitted on other machines;
-/// this is how a caller that measured its own applies the result.
+/// `kernel` chosen for every matrix product it fits; `None` leaves tract's pick everywhere.
+/// [`with_kernel_choices`] with one choice for every shape.
 pub fn with_preferred_kernel<R>(kernel: Option<&str>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<String>);
+    let choices: Vec<KernelChoice> = kernel
+        .map(|k| KernelChoice { shape: None, kernel: k.to_string() })
+        .into_iter()
+        .collect();
+    with_kernel_choices(&choices, f)
+}
+
+/// Runs `f` (typically a model's optimisation) on this thread with, for every matrix product,
+/// the first of `choices` that fits it: its shape is the product's `(m, k, n)` (or any, for a
+/// choice without one), and the kernel handles the product's accumulator and operand types with
+/// no panel extractor to reach its packing. Products with an unknown `n` or `n` of 1 (matrix
+/// vector) keep their own, as does every product no choice fits: tract's pick. The platform's
+/// pick comes from a cost model fitted on other machines; this is how a caller that measured
+/// its own applies the result, per product shape.
+pub fn with_kernel_choices<R>(choices: &[KernelChoice], f: impl FnOnce() -> R) -> R {
+    struct Restore(Vec<KernelChoice>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            let previous = self.0.take();
-            PREFERRED_KERNEL.with(|p| *p.borrow_mut() = previous);
+            let previous = std::mem::take(&mut self.0);
+            CHOICES.with(|p| *p.borrow_mut() = previous);
         }
     }
-    let _restore =
-        Restore(PREFERRED_KERNEL.with(|p| p.replace(kernel.map(|k| k.to_string()))));
+    let _restore = Restore(CHOICES.with(|p| p.replace(choices.to_vec())));
     f()
 }
 
-/// Where the kernel [`with_preferred_kernel`] names sits in `suitable`, when it fits `query`.
+/// Where the first kernel [`with_kernel_choices`] chose for `query` sits in `suitable`.
 pub(crate) fn caller_preference(query: &Query, suitable: &[Suitable]) -> Option<usize> {
     if !query.n.is_some_and(|n| n > 1) {
         return None;
     }
-    PREFERRED_KERNEL.with(|p| {
-        let name = p.borrow();
-        let name = name.as_deref()?;
-        suitable.iter().position(|(mmm, _, pe)| pe.is_none() && mmm.name() == name)
+    let shape = (query.m, query.k, query.n);
+    CHOICES.with(|p| {
+        p.borrow().iter().find_map(|c| {
+            if c.shape.is_some_and(|(m, k, n)| (Some(m), Some(k), Some(n)) != shape) {
+                return None;
+            }
+            suitable.iter().position(|(mmm, _, pe)| pe.is_none() && mmm.name() == c.kernel)
+        })
     })
 }
 
