@@ -179,19 +179,23 @@ pub fn bench_one(
     })
 }
 
-/// The matrix kernels `edgesieve bench --tune` times for `precision`: those tract-linalg runs
-/// on this machine that are written for it (not the portable ones, nor emulated), accumulate in
-/// the precision's type and have more than one column per tile (the matrix-vector products keep
-/// theirs whatever `detector.matmul_kernel` says).
+/// The matrix kernels `edgesieve tune` and `edgesieve bench --tune` time for `precision`:
+/// those tract-linalg runs on this machine that are written for it (not the portable ones, nor
+/// emulated), accumulate in a type the precision's model has products in (i32 and f32 for int8,
+/// whose file keeps some convolutions in float) and have more than one column per tile (the
+/// matrix-vector products keep theirs whatever `detector.matmul_kernel` says).
 pub fn tune_candidates(precision: Precision) -> Vec<String> {
     use tract_core::prelude::{f16, Datum};
-    let acc = match precision.resolved() {
-        Precision::Int8 => i32::datum_type(),
-        Precision::F16 => f16::datum_type(),
-        _ => f32::datum_type(),
+    let accumulators = match precision.resolved() {
+        Precision::Int8 => vec![i32::datum_type(), f32::datum_type()],
+        Precision::F16 => vec![f16::datum_type()],
+        _ => vec![f32::datum_type()],
     };
     crate::detect::model::matmul_kernels_where(|k| {
-        k.arch().is_some() && !k.emulated() && k.nr() > 1 && k.internal_type() == acc
+        k.arch().is_some()
+            && !k.emulated()
+            && k.nr() > 1
+            && accumulators.contains(&k.internal_type())
     })
 }
 
@@ -332,9 +336,11 @@ pub struct OrtRow {
     pub threads: usize,
     pub input: (u32, u32),
     pub inference_ms: f64,
+    /// The fastest frame's milliseconds (absent from an older script's line).
+    pub fastest_ms: Option<f64>,
 }
 
-/// Parses one `ort PRECISION THREADS WxH MS` line of `ort_bench.py --rows`.
+/// Parses one `ort PRECISION THREADS WxH MS [FASTEST_MS]` line of `ort_bench.py --rows`.
 pub fn parse_ort_row(line: &str) -> Option<OrtRow> {
     let mut it = line.split_whitespace();
     if it.next()? != "ort" {
@@ -344,11 +350,16 @@ pub fn parse_ort_row(line: &str) -> Option<OrtRow> {
     let threads = it.next()?.parse().ok()?;
     let (w, h) = it.next()?.split_once('x')?;
     let inference_ms = it.next()?.parse().ok()?;
+    let fastest_ms = match it.next() {
+        Some(v) => Some(v.parse().ok()?),
+        None => None,
+    };
     Some(OrtRow {
         precision,
         threads,
         input: (w.parse().ok()?, h.parse().ok()?),
         inference_ms,
+        fastest_ms,
     })
 }
 
@@ -413,22 +424,33 @@ pub fn ort_rows(
 }
 
 /// Per configuration (precision, threads, input), the row of the fastest inference: over
-/// rounds of `edgesieve bench --rounds`, the least disturbed by the rest of the machine.
+/// rounds of `edgesieve bench --rounds`, the least disturbed by the rest of the machine; its
+/// fastest frame is the fastest of all rounds.
 pub fn best_rows(rows: &[BenchRow]) -> Vec<BenchRow> {
-    best_by(
-        rows,
-        |r| (r.precision, r.threads, r.input),
-        |r| r.times.inference,
-    )
+    let key = |r: &BenchRow| (r.precision, r.threads, r.input);
+    let mut best = best_by(rows, key, |r| r.times.inference);
+    for b in &mut best {
+        b.fastest_inference = rows
+            .iter()
+            .filter(|r| key(r) == key(b))
+            .map(|r| r.fastest_inference)
+            .fold(f64::INFINITY, f64::min);
+    }
+    best
 }
 
 /// [`best_rows`] for onnxruntime's rows.
 pub fn best_ort_rows(rows: &[OrtRow]) -> Vec<OrtRow> {
-    best_by(
-        rows,
-        |r| (r.precision, r.threads, r.input),
-        |r| r.inference_ms,
-    )
+    let key = |r: &OrtRow| (r.precision, r.threads, r.input);
+    let mut best = best_by(rows, key, |r| r.inference_ms);
+    for b in &mut best {
+        b.fastest_ms = rows
+            .iter()
+            .filter(|r| key(r) == key(b))
+            .filter_map(|r| r.fastest_ms)
+            .reduce(f64::min);
+    }
+    best
 }
 
 /// The item of least `ms` per `key`, in the order the keys first appear.
@@ -448,11 +470,19 @@ fn best_by<T: Clone, K: PartialEq>(
     best
 }
 
-/// tract's inference next to onnxruntime's for every configuration both ran.
+/// tract's inference next to onnxruntime's for every configuration both ran: per frame, and
+/// the fastest frame of each (what each takes when the rest of a shared machine leaves it alone,
+/// the steadier ratio there).
 pub fn print_comparison(rows: &[BenchRow], ort: &[OrtRow]) {
     println!(
-        "{:<6} {:>7} {:>7} {:>14} {:>16} {:>14}",
-        "model", "input", "threads", "tract ms", "onnxruntime ms", "tract / ort"
+        "{:<6} {:>7} {:>7} {:>14} {:>16} {:>14} {:>22}",
+        "model",
+        "input",
+        "threads",
+        "tract ms",
+        "onnxruntime ms",
+        "tract / ort",
+        "fastest frames ms"
     );
     for r in rows {
         let Some(o) = ort
@@ -461,14 +491,22 @@ pub fn print_comparison(rows: &[BenchRow], ort: &[OrtRow]) {
         else {
             continue;
         };
+        let fastest = o.fastest_ms.map_or(String::new(), |f| {
+            format!(
+                "{:.2} / {f:.2} = {:.2}x",
+                r.fastest_inference,
+                r.fastest_inference / f
+            )
+        });
         println!(
-            "{:<6} {:>7} {:>7} {:>14.2} {:>16.2} {:>13.2}x",
+            "{:<6} {:>7} {:>7} {:>14.2} {:>16.2} {:>13.2}x {:>22}",
             r.precision.to_string(),
             format!("{}x{}", r.input.0, r.input.1),
             r.threads,
             r.times.inference,
             o.inference_ms,
-            r.times.inference / o.inference_ms
+            r.times.inference / o.inference_ms,
+            fastest
         );
     }
 }
@@ -477,24 +515,26 @@ pub fn print_comparison(rows: &[BenchRow], ort: &[OrtRow]) {
 mod tests {
     use super::*;
 
-    /// Over rounds, each configuration keeps its fastest round, in first-seen order.
+    /// Over rounds, each configuration keeps its fastest round, in first-seen order, and the
+    /// fastest frame of all its rounds.
     #[test]
     fn best_rows_keep_each_configurations_fastest_round() {
-        let row = |input: (u32, u32), ms: f64| OrtRow {
+        let row = |input: (u32, u32), ms: f64, fastest: f64| OrtRow {
             precision: Precision::Fp32,
             threads: 1,
             input,
             inference_ms: ms,
+            fastest_ms: Some(fastest),
         };
         let rounds = [
-            row((416, 416), 20.0),
-            row((416, 256), 12.0),
-            row((416, 416), 17.5),
-            row((416, 256), 13.0),
+            row((416, 416), 20.0, 15.0),
+            row((416, 256), 12.0, 11.0),
+            row((416, 416), 17.5, 16.5),
+            row((416, 256), 13.0, 11.5),
         ];
         assert_eq!(
             best_ort_rows(&rounds),
-            vec![row((416, 416), 17.5), row((416, 256), 12.0)]
+            vec![row((416, 416), 17.5, 15.0), row((416, 256), 12.0, 11.0)]
         );
     }
 
@@ -506,8 +546,13 @@ mod tests {
                 precision: Precision::Fp32,
                 threads: 1,
                 input: (416, 256),
-                inference_ms: 19.42
+                inference_ms: 19.42,
+                fastest_ms: None,
             })
+        );
+        assert_eq!(
+            parse_ort_row("ort fp32 1 416x256 19.420 17.250").and_then(|r| r.fastest_ms),
+            Some(17.25)
         );
         for bad in [
             "",
@@ -516,6 +561,7 @@ mod tests {
             "ort int8 one 416x256 1.0",
             "ort int8 1 416 1.0",
             "ort int8 1 416x256",
+            "ort int8 1 416x256 1.0 fast",
         ] {
             assert_eq!(parse_ort_row(bad), None, "{bad:?}");
         }
