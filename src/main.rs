@@ -275,7 +275,7 @@ fn cmd_tune(argv: &[String]) -> Result<(), String> {
         precision: options.precision,
         shape,
         kernels: options.kernels,
-        candidates: bench::tune_candidates(options.precision),
+        candidates: edgesieve::detect::tune::candidates(options.precision),
         runs,
         rounds,
     };
@@ -362,7 +362,7 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
             precision: base.precision.resolved(),
             ..base
         };
-        let candidates = bench::tune_candidates(options.precision);
+        let candidates = edgesieve::detect::tune::candidates(options.precision);
         println!(
             "edgesieve bench --tune: {} at {}, {} thread(s), tract's pick and {} matrix kernels, \
              {frames} frames of {input} after {warmup} warm-up, best of {rounds} round(s)",

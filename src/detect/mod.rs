@@ -78,6 +78,13 @@ pub struct DetectorConfig {
     /// hundred bytes each). Not set: `$XDG_CACHE_HOME/edgesieve`, else `$HOME/.cache/edgesieve`,
     /// else none (no plan is read: tract's pick).
     pub tuning_dir: Option<PathBuf>,
+    /// When `edgesieve run` starts without a kernel plan for its model and input shape
+    /// (`matmul_kernel` unset, a `tuning_dir` to put it in), measure one on a thread of its own
+    /// at the lowest priority (nice 19), while frames run on tract's pick, and save it for the
+    /// next start: what `edgesieve tune` does, unattended (on x86_64 ~10 s of one core; on an
+    /// ARM core a few minutes). Off by default; the car's config (`deploy/edgesieve.toml`)
+    /// turns it on.
+    pub tune_in_background: bool,
 }
 
 /// `detector.kernels`: see [`DetectorConfig::kernels`].
@@ -150,6 +157,7 @@ impl Default for DetectorConfig {
             kernels: Kernels::Edgesieve,
             matmul_kernel: None,
             tuning_dir: None,
+            tune_in_background: false,
         }
     }
 }

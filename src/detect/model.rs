@@ -143,45 +143,51 @@ pub fn kernel_choices(
     shape: (u32, u32),
     precision: Precision,
 ) -> Vec<KernelChoice> {
-    match options.matmul_kernel.as_deref() {
-        Some(TRACT_PICK) => Vec::new(),
-        Some(k) => vec![KernelChoice {
-            shape: None,
-            kernel: k.to_string(),
-        }],
-        None => {
-            let Some(dir) = &options.tuning_dir else {
-                return Vec::new();
+    resolve_kernels(options, path, shape, precision).0
+}
+
+/// [`kernel_choices`], and the plan that was looked for and not found (or not readable), when
+/// one was.
+fn resolve_kernels(
+    options: &DetectorOptions,
+    path: &Path,
+    shape: (u32, u32),
+    precision: Precision,
+) -> (Vec<KernelChoice>, Option<tune::PlanWanted>) {
+    let dir = match (options.matmul_kernel.as_deref(), &options.tuning_dir) {
+        (Some(TRACT_PICK), _) | (None, None) => return (Vec::new(), None),
+        (Some(k), _) => {
+            let one = KernelChoice {
+                shape: None,
+                kernel: k.to_string(),
             };
-            let key = tune::plan_key(path, precision, shape, options.kernels);
-            match tune::read_plan(dir, &key) {
-                Ok(Some(plan)) => {
-                    log::info!(
-                        "matrix kernels: the plan measured here ({}), {} product shape(s) off \
-                         tract's pick",
-                        tune::plan_path(dir, &key).display(),
-                        plan.len()
-                    );
-                    plan
-                }
-                Ok(None) => {
-                    log::debug!(
-                        "matrix kernels: tract's pick (no plan in {} for this model and machine; \
-                         edgesieve tune measures one)",
-                        dir.display()
-                    );
-                    Vec::new()
-                }
-                Err(e) => {
-                    log::warn!(
-                        "{}; running tract's pick (edgesieve tune writes a new plan)",
-                        crate::util::error_chain(&e)
-                    );
-                    Vec::new()
-                }
-            }
+            return (vec![one], None);
         }
+        (None, Some(dir)) => dir,
+    };
+    let key = tune::plan_key(path, precision, shape, options.kernels);
+    match tune::read_plan(dir, &key) {
+        Ok(Some(plan)) => {
+            log::info!(
+                "matrix kernels: the plan measured here ({}), {} product shape(s) off tract's \
+                 pick",
+                tune::plan_path(dir, &key).display(),
+                plan.len()
+            );
+            return (plan, None);
+        }
+        Ok(None) => log::debug!(
+            "matrix kernels: tract's pick (no plan in {} for this model and machine; edgesieve \
+             tune measures one)",
+            dir.display()
+        ),
+        Err(e) => log::warn!(
+            "{}; running tract's pick (edgesieve tune writes a new plan)",
+            crate::util::error_chain(&e)
+        ),
     }
+    let wanted = tune::PlanWanted::new(dir, key, path, precision, shape, options.kernels);
+    (Vec::new(), Some(wanted))
 }
 
 /// `detector.matmul_kernel = "tract"`: tract's pick, whatever plan there is.
@@ -254,6 +260,8 @@ pub struct Detector {
     outputs: TVec<TValue>,
     embedding: Vec<f32>,
     has_embedding: bool,
+    /// The kernel plan it looked for and did not find.
+    plan_wanted: Option<tune::PlanWanted>,
 }
 
 impl Detector {
@@ -262,7 +270,7 @@ impl Detector {
         let precision = options.precision.resolved();
         let path = model_file_for(&manifest, options)?;
         let shape = model_input(&manifest, options.fit_frame);
-        let plan = build_plan(&manifest, &path, shape, options, precision)?;
+        let (plan, plan_wanted) = build_plan(&manifest, &path, shape, options, precision)?;
         // From here on the manifest describes the input the model was specialised for.
         let mut manifest = manifest;
         (manifest.input.width, manifest.input.height) = shape;
@@ -294,7 +302,15 @@ impl Detector {
             input: Arc::new(input),
             decoder,
             outputs: TVec::new(),
+            plan_wanted,
         })
+    }
+
+    /// The kernel plan this detector looked for and did not find (or could not read), when
+    /// `detector.matmul_kernel` is unset and there is a tuning folder: what
+    /// [`tune::measure_in_background`] measures.
+    pub fn plan_wanted(&self) -> Option<&tune::PlanWanted> {
+        self.plan_wanted.as_ref()
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -538,9 +554,9 @@ fn build_plan(
     shape: (u32, u32),
     options: &DetectorOptions,
     precision: Precision,
-) -> Result<Plan, DetectorError> {
+) -> Result<(Plan, Option<tune::PlanWanted>), DetectorError> {
     let threads = options.threads;
-    let choices = kernel_choices(options, path, shape, precision);
+    let (choices, wanted) = resolve_kernels(options, path, shape, precision);
     let typed = optimized_model(manifest, path, shape, precision, options.kernels, &choices)?;
     #[allow(unused_mut)]
     let mut options = RunOptions::default();
@@ -555,9 +571,10 @@ fn build_plan(
             format!("{threads} threads asked for, but this build has no multithread feature"),
         ));
     }
-    typed
+    let plan = typed
         .into_runnable_with_options(&options)
-        .map_err(|e| load_err(path, e))
+        .map_err(|e| load_err(path, e))?;
+    Ok((plan, wanted))
 }
 
 /// The model file at `path` (ONNX, or NNEF when its name ends in `.nnef.tar`) as the detector
@@ -1070,7 +1087,7 @@ mod tests {
         let uses =
             |kernels: &[(String, usize)], k: &str| kernels.iter().filter(|p| p.0 == k).count();
         // The tile tract's pick uses least (on x86_64 with AVX-512, one it never picks).
-        let candidates = crate::run::bench::tune_candidates(Precision::Fp32);
+        let candidates = crate::detect::tune::candidates(Precision::Fp32);
         let k = candidates
             .iter()
             .min_by_key(|c| uses(&picked, c))
@@ -1134,7 +1151,7 @@ mod tests {
             .unwrap();
         assert!(count(busiest) > 1 && busiest.2 > 1, "{busiest:?}");
         let was = &picked.iter().find(|p| p.shape == busiest).unwrap().kernel;
-        let other = crate::run::bench::tune_candidates(Precision::Fp32)
+        let other = crate::detect::tune::candidates(Precision::Fp32)
             .into_iter()
             .find(|k| k != was)
             .expect("more than one f32 tile kernel");

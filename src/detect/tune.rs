@@ -207,6 +207,26 @@ pub fn write_plan(dir: &Path, key: &str, choices: &[KernelChoice]) -> Result<Pat
     Ok(path)
 }
 
+/// The matrix kernels `edgesieve tune` and `edgesieve bench --tune` time for `precision`:
+/// those tract-linalg runs on this machine that are written for it (not the portable ones, nor
+/// emulated), accumulate in a type the precision's model has products in (i32 and f32 for int8,
+/// whose file keeps some convolutions in float) and have more than one column per tile (the
+/// matrix-vector products keep theirs whatever `detector.matmul_kernel` says).
+pub fn candidates(precision: Precision) -> Vec<String> {
+    use tract_core::prelude::{f16, Datum};
+    let accumulators = match precision.resolved() {
+        Precision::Int8 => vec![i32::datum_type(), f32::datum_type()],
+        Precision::F16 => vec![f16::datum_type()],
+        _ => vec![f32::datum_type()],
+    };
+    crate::detect::model::matmul_kernels_where(|k| {
+        k.arch().is_some()
+            && !k.emulated()
+            && k.nr() > 1
+            && accumulators.contains(&k.internal_type())
+    })
+}
+
 /// One product shape in [`measure`]'s result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShapeRow {
@@ -393,6 +413,120 @@ pub fn measure(
     Ok(Measured { rows, choices })
 }
 
+/// A plan the detector looked for and did not find (or could not read): what measuring it
+/// takes ([`measure_in_background`]).
+#[derive(Debug, Clone)]
+pub struct PlanWanted {
+    /// Where it goes (`detector.tuning_dir`).
+    pub dir: PathBuf,
+    /// What it is for ([`plan_key`]).
+    pub key: String,
+    /// The model file.
+    pub path: PathBuf,
+    pub settings: TuneSettings,
+}
+
+impl PlanWanted {
+    /// What [`measure`] times for a model at `path`, run at `precision` on inputs of `shape` with
+    /// `kernels`, whose plan goes in `dir` under `key`: tract's pick and every [`candidates`]
+    /// kernel, 5 runs each, 3 rounds (as `edgesieve tune`).
+    pub fn new(
+        dir: &Path,
+        key: String,
+        path: &Path,
+        precision: Precision,
+        shape: (u32, u32),
+        kernels: Kernels,
+    ) -> PlanWanted {
+        PlanWanted {
+            dir: dir.to_path_buf(),
+            key,
+            path: path.to_path_buf(),
+            settings: TuneSettings {
+                precision,
+                shape,
+                kernels,
+                candidates: candidates(precision),
+                runs: 5,
+                rounds: 3,
+            },
+        }
+    }
+}
+
+/// Measures the plan `wanted` describes on a thread of its own, at the lowest scheduling
+/// priority (nice 19: it takes what the rest of the machine leaves), and saves it; the next
+/// detector load with its key runs it (`detector.tune_in_background`: a car measures its own
+/// kernels once, unattended). What it found, or why it failed, is logged; the handle gives the
+/// plan's file. A process that ends first loses nothing: the plan is written atomically, or not
+/// at all, and measured again at the next start.
+pub fn measure_in_background(
+    manifest: Manifest,
+    wanted: PlanWanted,
+) -> std::io::Result<std::thread::JoinHandle<Option<PathBuf>>> {
+    std::thread::Builder::new()
+        .name("edgesieve-tune".into())
+        .spawn(move || {
+            lower_priority();
+            let (w, h) = wanted.settings.shape;
+            log::info!(
+                "matrix kernels: measuring tract's pick and {} kernels on {} ({}, {w}x{h}) in \
+                 the background, for the next start",
+                wanted.settings.candidates.len(),
+                wanted.path.display(),
+                wanted.settings.precision
+            );
+            let measured = match measure(&manifest, &wanted.path, &wanted.settings) {
+                Ok(m) => m,
+                Err(e) => {
+                    log::warn!(
+                        "matrix kernels: measuring failed: {}",
+                        crate::util::error_chain(&e)
+                    );
+                    return None;
+                }
+            };
+            match write_plan(&wanted.dir, &wanted.key, &measured.choices) {
+                Ok(file) => {
+                    let (pick, best) = measured.totals();
+                    log::info!(
+                        "matrix kernels: plan saved, {} ({} of {} shapes off tract's pick; \
+                         products {pick:.2} -> {best:.2} ms per frame); it runs from the next \
+                         start",
+                        file.display(),
+                        measured.choices.len(),
+                        measured.rows.len()
+                    );
+                    Some(file)
+                }
+                Err(e) => {
+                    log::warn!("{}", crate::util::error_chain(&e));
+                    None
+                }
+            }
+        })
+}
+
+/// Gives the calling thread the lowest scheduling priority (Linux: nice 19 for this thread
+/// only); elsewhere nothing.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid takes no arguments; setpriority on this thread's id changes only its
+        // own nice value (Linux applies PRIO_PROCESS with a thread id to that thread).
+        let done = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19)
+        };
+        if done != 0 {
+            log::debug!(
+                "matrix kernels: nice 19 not set: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -470,12 +604,12 @@ pub(crate) mod tests {
         let optimise = |choices: &[KernelChoice]| fp32_products(choices).2;
         let (m, file, _) = fp32_products(&[]);
         let picked = optimise(&[]);
-        let candidates = crate::run::bench::tune_candidates(Precision::Fp32);
+        let kernels = candidates(Precision::Fp32);
         let settings = TuneSettings {
             precision: Precision::Fp32,
             shape,
             kernels: Kernels::Edgesieve,
-            candidates: candidates[..2].to_vec(),
+            candidates: kernels[..2].to_vec(),
             runs: 1,
             rounds: 1,
         };

@@ -179,26 +179,6 @@ pub fn bench_one(
     })
 }
 
-/// The matrix kernels `edgesieve tune` and `edgesieve bench --tune` time for `precision`:
-/// those tract-linalg runs on this machine that are written for it (not the portable ones, nor
-/// emulated), accumulate in a type the precision's model has products in (i32 and f32 for int8,
-/// whose file keeps some convolutions in float) and have more than one column per tile (the
-/// matrix-vector products keep theirs whatever `detector.matmul_kernel` says).
-pub fn tune_candidates(precision: Precision) -> Vec<String> {
-    use tract_core::prelude::{f16, Datum};
-    let accumulators = match precision.resolved() {
-        Precision::Int8 => vec![i32::datum_type(), f32::datum_type()],
-        Precision::F16 => vec![f16::datum_type()],
-        _ => vec![f32::datum_type()],
-    };
-    crate::detect::model::matmul_kernels_where(|k| {
-        k.arch().is_some()
-            && !k.emulated()
-            && k.nr() > 1
-            && accumulators.contains(&k.internal_type())
-    })
-}
-
 /// One kernel's figures in `edgesieve bench --tune`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TuneRow {

@@ -3,7 +3,7 @@
 //! feeds it frames.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{FrameHandler, FrameInfo, Tally};
@@ -12,6 +12,7 @@ use crate::detect::gate::Gate;
 use crate::detect::manifest::{Manifest, ManifestError};
 use crate::detect::model::{Detector, DetectorError};
 use crate::detect::postprocess::Detections;
+use crate::detect::tune;
 use crate::select::policy::Decision;
 use crate::select::uncertainty::FrameUncertainty;
 use crate::select::{SelectError, Selector};
@@ -103,6 +104,8 @@ pub struct Pipeline<S: Sink> {
     context: Option<Context>,
     /// Kept frames with their context, ready to store (reused).
     ready: Vec<Event>,
+    /// The background measurement of a kernel plan, when one runs.
+    tuner: Option<std::thread::JoinHandle<Option<PathBuf>>>,
 }
 
 impl<S: Sink> Pipeline<S> {
@@ -123,7 +126,32 @@ impl<S: Sink> Pipeline<S> {
         )
         .map_err(PipelineError::Select)?;
         let options = config.detector.options_for(frame_size);
+        // The manifest as it describes the model file (the detector's own describes the input
+        // it shaped the model for).
+        let tuner_manifest = config.detector.tune_in_background.then(|| manifest.clone());
         let detector = Detector::load(manifest, &options).map_err(PipelineError::Detector)?;
+        let tuner = match (detector.plan_wanted(), tuner_manifest) {
+            (Some(wanted), Some(manifest)) => {
+                match tune::measure_in_background(manifest, wanted.clone()) {
+                    Ok(handle) => Some(handle),
+                    Err(e) => {
+                        log::warn!("matrix kernels: no thread to measure them on: {e}");
+                        None
+                    }
+                }
+            }
+            (Some(wanted), None) => {
+                log::info!(
+                    "matrix kernels: tract's pick (no plan measured on this machine for {} at \
+                     {}x{}: edgesieve tune, or detector.tune_in_background)",
+                    wanted.path.display(),
+                    wanted.settings.shape.0,
+                    wanted.settings.shape.1
+                );
+                None
+            }
+            (None, _) => None,
+        };
         let model_label = format!(
             "{} ({})",
             detector.model_path().display(),
@@ -158,7 +186,14 @@ impl<S: Sink> Pipeline<S> {
             last: None,
             context,
             ready: Vec::new(),
+            tuner,
         })
+    }
+
+    /// Waits for the background measurement of a kernel plan (`detector.tune_in_background`),
+    /// when one was started, and gives the plan's file when it was saved.
+    pub fn wait_for_tuner(&mut self) -> Option<PathBuf> {
+        self.tuner.take()?.join().ok().flatten()
     }
 
     /// The source's description, recorded with every kept frame.
@@ -456,5 +491,49 @@ fn make_record(
         scores: decision.scores,
         embedding: embedding.to_vec(),
         reasons: decision.reasons.iter().copied().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::manifest::Precision;
+    use crate::store::Discard;
+    use crate::util::testing::TempDir;
+
+    /// `detector.tune_in_background`: a pipeline that starts without a kernel plan measures one
+    /// on a thread of its own and saves it; the next one runs it and measures nothing. Off, a
+    /// missing plan is only logged.
+    #[test]
+    fn a_missing_kernel_plan_is_measured_in_the_background_for_the_next_start() {
+        let dir = TempDir::new("tune-background");
+        let mut config = Config::default();
+        config.detector.precision = Precision::Fp32;
+        config.detector.tuning_dir = Some(dir.path().to_path_buf());
+        let manifest = Manifest::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/yolox_nano.toml"
+        )))
+        .unwrap();
+        let frame = Some((640, 360));
+        let mut off = Pipeline::new(&config, manifest.clone(), Discard, frame).unwrap();
+        assert!(off.detector().plan_wanted().is_some());
+        assert_eq!(off.wait_for_tuner(), None);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        config.detector.tune_in_background = true;
+        let mut first = Pipeline::new(&config, manifest.clone(), Discard, frame).unwrap();
+        let wanted = first
+            .detector()
+            .plan_wanted()
+            .cloned()
+            .expect("no plan yet");
+        let file = first.wait_for_tuner().expect("a plan saved");
+        assert_eq!(file, tune::plan_path(dir.path(), &wanted.key));
+        assert!(tune::read_plan(dir.path(), &wanted.key).unwrap().is_some());
+
+        let mut next = Pipeline::new(&config, manifest, Discard, frame).unwrap();
+        assert!(next.detector().plan_wanted().is_none());
+        assert_eq!(next.wait_for_tuner(), None);
     }
 }
