@@ -3,6 +3,7 @@
 use edgesieve::config::Config;
 use edgesieve::detect::manifest::{self, Manifest, Precision};
 use edgesieve::detect::model::{Detector, DetectorOptions};
+use edgesieve::detect::tune;
 use edgesieve::run::bench;
 use edgesieve::run::detections::DetectionWriter;
 use edgesieve::run::pipeline::load_manifest;
@@ -225,7 +226,6 @@ fn cmd_detect(argv: &[String]) -> Result<(), String> {
 
 fn cmd_tune(argv: &[String]) -> Result<(), String> {
     use edgesieve::detect::model::{self, TRACT_PICK};
-    use edgesieve::detect::tune;
     let mut flags = MODEL_FLAGS.to_vec();
     flags.extend(["--config", "--input", "--runs", "--rounds", "--frames"]);
     let args = Args::parse(argv, &flags, &["--if-missing"]).map_err(err)?;
@@ -271,15 +271,11 @@ fn cmd_tune(argv: &[String]) -> Result<(), String> {
             return Ok(());
         }
     }
-    let settings = tune::TuneSettings {
-        precision: options.precision,
-        shape,
-        kernels: options.kernels,
-        candidates: edgesieve::detect::tune::candidates(options.precision),
-        runs,
-        rounds,
-    };
-    let (w, h) = settings.shape;
+    let mut wanted =
+        tune::PlanWanted::new(&dir, key, &path, options.precision, shape, options.kernels);
+    (wanted.settings.runs, wanted.settings.rounds) = (runs, rounds);
+    let settings = &wanted.settings;
+    let (w, h) = shape;
     println!(
         "edgesieve tune: {} ({}) at {w}x{h}: tract's pick and {} matrix kernels, {runs} runs \
          each on one thread, best of {rounds} rounds",
@@ -287,7 +283,7 @@ fn cmd_tune(argv: &[String]) -> Result<(), String> {
         options.precision,
         settings.candidates.len()
     );
-    let measured = tune::measure(&manifest, &path, &settings).map_err(err)?;
+    let measured = tune::measure(&manifest, &path, settings).map_err(err)?;
     println!(
         "{:<16} {:>8} {:<26} {:>8} {:<26} {:>8}",
         "product m,k,n", "products", "tract's pick", "ms", "fastest", "ms"
@@ -310,7 +306,7 @@ fn cmd_tune(argv: &[String]) -> Result<(), String> {
          {best_ms:.2} ms with the fastest per shape ({:+.0}%)",
         100.0 * (best_ms / pick_ms - 1.0)
     );
-    let written = tune::write_plan(&dir, &key, &measured.choices).map_err(err)?;
+    let written = tune::write_plan(&dir, &wanted.key, &measured.choices).map_err(err)?;
     println!(
         "plan saved: {} ({} of {} shapes off tract's pick)",
         written.display(),
@@ -362,7 +358,7 @@ fn cmd_bench(argv: &[String]) -> Result<(), String> {
             precision: base.precision.resolved(),
             ..base
         };
-        let candidates = edgesieve::detect::tune::candidates(options.precision);
+        let candidates = tune::candidates(options.precision);
         println!(
             "edgesieve bench --tune: {} at {}, {} thread(s), tract's pick and {} matrix kernels, \
              {frames} frames of {input} after {warmup} warm-up, best of {rounds} round(s)",
