@@ -82,8 +82,8 @@ pub struct DetectorConfig {
     /// (`matmul_kernel` unset, a `tuning_dir` to put it in), measure one on a thread of its own
     /// at the lowest priority (nice 19), while frames run on tract's pick, and save it for the
     /// next start: what `edgesieve tune` does, unattended (on x86_64 ~10 s of one core; on an
-    /// ARM core a few minutes). Off by default; the car's config (`deploy/edgesieve.toml`)
-    /// turns it on.
+    /// A72-class core about a minute, estimated). Off by default; the car's config
+    /// (`deploy/edgesieve.toml`) turns it on.
     pub tune_in_background: bool,
 }
 
