@@ -19,7 +19,6 @@ use crate::detect::model::{self, DetectorError};
 use crate::detect::Kernels;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 pub use tract_core::ops::einsum::kernel_selection::KernelChoice;
@@ -190,20 +189,12 @@ pub fn write_plan(dir: &Path, key: &str, choices: &[KernelChoice]) -> Result<Pat
     }
     text.push_str("end\n");
     let tmp = path.with_extension("plan.tmp");
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    };
-    write().map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        TuneError::Io {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| crate::util::write_atomic(&path, &tmp, text.as_bytes()))
+        .map_err(|source| TuneError::Io {
             path: path.clone(),
             source,
-        }
-    })?;
+        })?;
     Ok(path)
 }
 

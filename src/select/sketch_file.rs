@@ -3,7 +3,7 @@
 //! directory, written atomically (temporary file, fsync, rename).
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -407,18 +407,10 @@ pub fn save_sketch_at<const K: usize>(
     space: u64,
 ) -> Result<(), SketchFileError> {
     let tmp = path.with_extension("bin.tmp");
-    let write = || -> io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&sketch_file_bytes(sketch, high_id, space))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        SketchFileError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
+    let bytes = sketch_file_bytes(sketch, high_id, space);
+    crate::util::write_atomic(path, &tmp, &bytes).map_err(|source| SketchFileError::Write {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

@@ -7,6 +7,25 @@ pub mod rng;
 #[doc(hidden)]
 pub mod testing;
 
+/// Writes `bytes` to `path` atomically: to `tmp` (beside it), synced, then renamed over `path`;
+/// on an error `tmp` is removed, and `path` is as it was.
+pub fn write_atomic(
+    path: &std::path::Path,
+    tmp: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(tmp);
+    })
+}
+
 /// An error with its `source()` chain, `: `-separated, for a log line. A cause whose text the
 /// message already shows (errors that print their source themselves) is not repeated.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
