@@ -407,43 +407,45 @@ pub fn ort_rows(
 /// rounds of `edgesieve bench --rounds`, the least disturbed by the rest of the machine; its
 /// fastest frame is the fastest of all rounds.
 pub fn best_rows(rows: &[BenchRow]) -> Vec<BenchRow> {
-    let key = |r: &BenchRow| (r.precision, r.threads, r.input);
-    let mut best = best_by(rows, key, |r| r.times.inference);
-    for b in &mut best {
-        b.fastest_inference = rows
-            .iter()
-            .filter(|r| key(r) == key(b))
-            .map(|r| r.fastest_inference)
-            .fold(f64::INFINITY, f64::min);
-    }
-    best
+    best_by(
+        rows,
+        |r| (r.precision, r.threads, r.input),
+        |r| r.times.inference,
+        |b, r| b.fastest_inference = b.fastest_inference.min(r.fastest_inference),
+    )
 }
 
 /// [`best_rows`] for onnxruntime's rows.
 pub fn best_ort_rows(rows: &[OrtRow]) -> Vec<OrtRow> {
-    let key = |r: &OrtRow| (r.precision, r.threads, r.input);
-    let mut best = best_by(rows, key, |r| r.inference_ms);
-    for b in &mut best {
-        b.fastest_ms = rows
-            .iter()
-            .filter(|r| key(r) == key(b))
-            .filter_map(|r| r.fastest_ms)
-            .reduce(f64::min);
-    }
-    best
+    best_by(
+        rows,
+        |r| (r.precision, r.threads, r.input),
+        |r| r.inference_ms,
+        |b, r| {
+            b.fastest_ms = match (b.fastest_ms, r.fastest_ms) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            }
+        },
+    )
 }
 
-/// The item of least `ms` per `key`, in the order the keys first appear.
+/// The item of least `ms` per `key`, in the order the keys first appear, with `fastest` folding
+/// into it the fastest frame of every other item of its key.
 fn best_by<T: Clone, K: PartialEq>(
     items: &[T],
     key: impl Fn(&T) -> K,
     ms: impl Fn(&T) -> f64,
+    fastest: impl Fn(&mut T, &T),
 ) -> Vec<T> {
     let mut best: Vec<T> = Vec::new();
     for item in items {
         match best.iter_mut().find(|b| key(b) == key(item)) {
-            Some(b) if ms(item) < ms(b) => *b = item.clone(),
-            Some(_) => {}
+            Some(b) if ms(item) < ms(b) => {
+                let before = std::mem::replace(b, item.clone());
+                fastest(b, &before);
+            }
+            Some(b) => fastest(b, item),
             None => best.push(item.clone()),
         }
     }
