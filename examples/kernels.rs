@@ -280,33 +280,19 @@ fn node_marks(model: TypedModel, shape: (u32, u32)) -> TractResult<()> {
 fn profile(model: TypedModel, shape: (u32, u32), runs: usize) -> TractResult<()> {
     use std::time::{Duration, Instant};
     let (mut state, input) = runnable_with_grey_input(model, shape)?;
-    // Per op name: total time, node count (of one run); per node: total time.
-    let mut per_op: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
-    let mut per_node: BTreeMap<usize, (Duration, String)> = BTreeMap::new();
     let start = Instant::now();
-    for run in 0..=runs {
-        state.run_plan_with_eval(
-            tvec!(input.clone().into_tvalue()),
-            |ctx, st, node, inputs| {
-                let t = Instant::now();
-                let out = tract_core::plan::eval(ctx, st, node, inputs);
-                if run > 0 {
-                    let e = per_op.entry(node.op().name().to_string()).or_default();
-                    e.0 += t.elapsed();
-                    e.1 += usize::from(run == 1);
-                    let n = per_node.entry(node.id).or_insert_with(|| {
-                        (
-                            Duration::ZERO,
-                            format!("{} ({})", node.name, node.op().name()),
-                        )
-                    });
-                    n.0 += t.elapsed();
-                }
-                out
-            },
-        )?;
-    }
+    let spent = tune::time_nodes(&mut state, &input.into_tvalue(), runs)?;
     let wall = start.elapsed().as_secs_f64() * 1e3 / (runs + 1) as f64;
+    // Per op name: total time, node count; per node: total time.
+    let mut per_op: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for &id in state.plan().order_without_consts() {
+        let node = state.model().node(id);
+        let e = per_op.entry(node.op().name().to_string()).or_default();
+        e.0 += spent[id];
+        e.1 += 1;
+        nodes.push((spent[id], format!("{} ({})", node.name, node.op().name())));
+    }
     let total: Duration = per_op.values().map(|(d, _)| *d).sum();
     let total_ms = total.as_secs_f64() * 1e3 / runs as f64;
     let mut rows: Vec<_> = per_op.into_iter().collect();
@@ -319,7 +305,6 @@ fn profile(model: TypedModel, shape: (u32, u32), runs: usize) -> TractResult<()>
             100.0 * ms / total_ms
         );
     }
-    let mut nodes: Vec<_> = per_node.into_values().collect();
     nodes.sort_by_key(|n| std::cmp::Reverse(n.0));
     println!("slowest nodes:");
     for (d, name) in nodes.iter().take(8) {

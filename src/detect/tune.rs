@@ -305,6 +305,27 @@ pub struct TuneSettings {
     pub rounds: usize,
 }
 
+/// Runs `state` on `input` once untimed, then `runs` times timed; per node id, its time over
+/// the timed runs (what `measure` sums per product, and `examples/kernels --profile` per op).
+pub fn time_nodes(
+    state: &mut TypedSimpleState,
+    input: &TValue,
+    runs: usize,
+) -> TractResult<Vec<Duration>> {
+    let mut spent = vec![Duration::ZERO; state.model().nodes().len()];
+    for run in 0..=runs {
+        state.run_plan_with_eval(tvec!(input.clone()), |ctx, st, node, inputs| {
+            let t = Instant::now();
+            let out = tract_core::plan::eval(ctx, st, node, inputs);
+            if run > 0 {
+                spent[node.id] += t.elapsed();
+            }
+            out
+        })?;
+    }
+    Ok(spent)
+}
+
 /// Times every matrix product of the model at `path` (described by `manifest`) with tract's
 /// pick and with each candidate kernel, on a grey input, `settings.rounds` times round-robin (a
 /// noisy spell of the machine falls on every kernel alike); per shape the fastest kernel. On one
@@ -341,23 +362,11 @@ pub fn measure(
                 &choices,
             )?;
             let products = products(&typed);
-            let mut spent = vec![Duration::ZERO; typed.nodes().len()];
-            let mut state = typed
+            let spent = typed
                 .into_runnable()
                 .and_then(|p| p.spawn())
+                .and_then(|mut state| time_nodes(&mut state, &input, settings.runs.max(1)))
                 .map_err(|e| model::load_err(path, e))?;
-            for run in 0..=settings.runs.max(1) {
-                state
-                    .run_plan_with_eval(tvec!(input.clone()), |ctx, st, node, inputs| {
-                        let t = Instant::now();
-                        let out = tract_core::plan::eval(ctx, st, node, inputs);
-                        if run > 0 {
-                            spent[node.id] += t.elapsed();
-                        }
-                        out
-                    })
-                    .map_err(|e| model::load_err(path, e))?;
-            }
             let mut per_shape: BTreeMap<ProductShape, (usize, String, Duration)> = BTreeMap::new();
             for p in &products {
                 let e = per_shape
