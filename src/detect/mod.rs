@@ -111,6 +111,15 @@ impl std::str::FromStr for Kernels {
     }
 }
 
+impl std::fmt::Display for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kernels::Edgesieve => "edgesieve",
+            Kernels::Tract => "tract",
+        })
+    }
+}
+
 impl std::str::FromStr for InputShape {
     type Err = String;
 

@@ -93,10 +93,6 @@ pub fn plan_key(path: &Path, precision: Precision, shape: (u32, u32), kernels: K
             .map_or(0, |d| d.as_secs());
         (m.len(), secs)
     });
-    let kernels = match kernels {
-        Kernels::Edgesieve => "edgesieve",
-        Kernels::Tract => "tract",
-    };
     format!(
         "edgesieve {}\ncpu {}\nisa {:?}\nmodel {} {len} {modified}\nprecision {precision}\n\
          input {}x{}\nkernels {kernels}",
