@@ -184,9 +184,8 @@ pub fn write_plan(dir: &Path, key: &str, choices: &[KernelChoice]) -> Result<Pat
         text.push_str(&format!("product {m} {k} {n} {}\n", c.kernel));
     }
     text.push_str("end\n");
-    let tmp = path.with_extension("plan.tmp");
     std::fs::create_dir_all(dir)
-        .and_then(|()| crate::util::write_atomic(&path, &tmp, text.as_bytes()))
+        .and_then(|()| crate::util::write_atomic(&path, text.as_bytes()))
         .map_err(|source| TuneError::Io {
             path: path.clone(),
             source,

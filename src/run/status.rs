@@ -273,11 +273,9 @@ impl StatusWriter {
     /// A writer for `config`; None when no path is set.
     pub fn new(config: &StatusConfig) -> Option<StatusWriter> {
         let path = config.path.clone()?;
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".tmp");
         Some(StatusWriter {
+            tmp: crate::util::tmp_path(&path),
             path,
-            tmp: PathBuf::from(tmp),
             period: Duration::from_secs_f64(config.period_s),
             last: None,
             text: String::with_capacity(2048),

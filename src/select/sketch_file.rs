@@ -406,9 +406,8 @@ pub fn save_sketch_at<const K: usize>(
     high_id: u64,
     space: u64,
 ) -> Result<(), SketchFileError> {
-    let tmp = path.with_extension("bin.tmp");
     let bytes = sketch_file_bytes(sketch, high_id, space);
-    crate::util::write_atomic(path, &tmp, &bytes).map_err(|source| SketchFileError::Write {
+    crate::util::write_atomic(path, &bytes).map_err(|source| SketchFileError::Write {
         path: path.to_path_buf(),
         source,
     })

@@ -7,23 +7,27 @@ pub mod rng;
 #[doc(hidden)]
 pub mod testing;
 
-/// Writes `bytes` to `path` atomically: to `tmp` (beside it), synced, then renamed over `path`;
-/// on an error `tmp` is removed, and `path` is as it was.
-pub fn write_atomic(
-    path: &std::path::Path,
-    tmp: &std::path::Path,
-    bytes: &[u8],
-) -> std::io::Result<()> {
+/// Writes `bytes` to `path` atomically: to `<path>.tmp` (beside it), synced, then renamed over
+/// `path`; on an error the temporary file is removed, and `path` is as it was.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    let tmp = tmp_path(path);
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(tmp)?;
+        let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(tmp, path)
+        std::fs::rename(&tmp, path)
     };
     write().inspect_err(|_| {
-        let _ = std::fs::remove_file(tmp);
+        let _ = std::fs::remove_file(&tmp);
     })
+}
+
+/// `<path>.tmp`: where [`write_atomic`] (and the status file) write before the rename.
+pub fn tmp_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::path::PathBuf::from(tmp)
 }
 
 /// An error with its `source()` chain, `: `-separated, for a log line. A cause whose text the
