@@ -101,11 +101,38 @@ impl TypedOp for SeparableMaxPool {
     as_op!();
 }
 
-/// `out[i] = max(out[i], v[i])`, element-wise (vectorised by the compiler).
+/// `out[i] = max(out[i], v[i])`, element-wise: four at a time with NEON on aarch64 (the car's
+/// size-optimised build, `--profile car-small`, does not vectorise loops: this one took 3.1 M
+/// instructions a frame there, 0.7 M at opt-level 3), by the compiler's vectoriser elsewhere.
+/// `f32::max` is IEEE maxNum, as `fmaxnm`: the same values either way.
 fn max_into(out: &mut [f32], v: &[f32]) {
-    for (o, v) in out.iter_mut().zip(v) {
+    let done = max_into_neon(out, v);
+    for (o, v) in out[done..].iter_mut().zip(&v[done..]) {
         *o = o.max(*v);
     }
+}
+
+/// The first multiple of four elements of [`max_into`]; returns how many.
+#[cfg(target_arch = "aarch64")]
+fn max_into_neon(out: &mut [f32], v: &[f32]) -> usize {
+    use std::arch::aarch64::{vld1q_f32, vmaxnmq_f32, vst1q_f32};
+    let n = out.len().min(v.len()) / 4 * 4;
+    for (o, v) in out[..n].chunks_exact_mut(4).zip(v[..n].chunks_exact(4)) {
+        // SAFETY: reads the four f32 of `o` and of `v` and writes the four of `o`; NEON is part
+        // of every aarch64 core.
+        unsafe {
+            vst1q_f32(
+                o.as_mut_ptr(),
+                vmaxnmq_f32(vld1q_f32(o.as_ptr()), vld1q_f32(v.as_ptr())),
+            )
+        }
+    }
+    n
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn max_into_neon(_out: &mut [f32], _v: &[f32]) -> usize {
+    0
 }
 
 /// Scratch for one plane, reused from plane to plane: the plane inside `r` rows and columns of

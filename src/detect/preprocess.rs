@@ -110,8 +110,11 @@ pub struct Preprocessor {
     letterbox: Letterbox,
     xs: AxisTable,
     ys: AxisTable,
-    /// One resized row, interleaved RGB, before it is split into planes.
-    row: Vec<f32>,
+    /// Two source rows resized horizontally, planar (the frame's R, G and B runs of the resized
+    /// width), and which source row each holds this frame: an output row blends two source rows,
+    /// and consecutive output rows often share one.
+    rows: [Vec<f32>; 2],
+    row_of: [Option<u32>; 2],
 }
 
 impl Preprocessor {
@@ -122,7 +125,8 @@ impl Preprocessor {
             cached_size: (0, 0),
             xs: AxisTable::default(),
             ys: AxisTable::default(),
-            row: Vec::new(),
+            rows: [Vec::new(), Vec::new()],
+            row_of: [None; 2],
         }
     }
 
@@ -155,56 +159,75 @@ impl Preprocessor {
             self.letterbox = Letterbox::new(width, height, self.spec.width, self.spec.height);
             self.xs.build(width, self.letterbox.resized_width);
             self.ys.build(height, self.letterbox.resized_height);
-            self.row
-                .resize(self.letterbox.resized_width as usize * 3, 0.0);
+            for row in &mut self.rows {
+                row.resize(self.letterbox.resized_width as usize * 3, 0.0);
+            }
             self.cached_size = (width, height);
         }
+        self.row_of = [None; 2];
         let in_w = self.spec.width as usize;
         let plane = in_w * self.spec.height as usize;
-        let pad = self.spec.pad_value * self.spec.scale;
-        out.fill(pad);
-        let scale = self.spec.scale;
+        let rw = self.letterbox.resized_width as usize;
+        let rh = self.ys.lo.len();
         // Plane index of the frame's R, G and B channels.
         let planes = match self.spec.channel_order {
             ChannelOrder::Rgb => [0, 1, 2],
             ChannelOrder::Bgr => [2, 1, 0],
         };
-        let stride = width as usize * 3;
-        let rw = self.letterbox.resized_width as usize;
-        for (dy, ((&y0, &y1), &fy)) in self
-            .ys
-            .lo
-            .iter()
-            .zip(&self.ys.hi)
-            .zip(&self.ys.frac)
-            .enumerate()
-        {
-            let r0 = &rgb[y0 as usize * stride..][..stride];
-            let r1 = &rgb[y1 as usize * stride..][..stride];
-            for (dx, ((&x0, &x1), &fx)) in self
-                .xs
-                .lo
-                .iter()
-                .zip(&self.xs.hi)
-                .zip(&self.xs.frac)
-                .enumerate()
-            {
-                let (a, b) = (x0 as usize * 3, x1 as usize * 3);
-                for c in 0..3 {
-                    let top = r0[a + c] as f32 + (r0[b + c] as f32 - r0[a + c] as f32) * fx;
-                    let bot = r1[a + c] as f32 + (r1[b + c] as f32 - r1[a + c] as f32) * fx;
-                    self.row[dx * 3 + c] = top + (bot - top) * fy;
-                }
+        // The padding, right of the picture and below it (the picture is written over the rest).
+        let pad = self.spec.pad_value * self.spec.scale;
+        for p in out.chunks_exact_mut(plane) {
+            for row in p[..rh * in_w].chunks_exact_mut(in_w) {
+                row[rw..].fill(pad);
             }
+            p[rh * in_w..].fill(pad);
+        }
+        let scale = self.spec.scale;
+        let stride = width as usize * 3;
+        for dy in 0..rh {
+            let (y0, y1, fy) = (self.ys.lo[dy], self.ys.hi[dy], self.ys.frac[dy]);
+            let top = self.resized_row(rgb, stride, y0, None);
+            let bottom = self.resized_row(rgb, stride, y1, Some(top));
             let base = dy * in_w;
             for (c, &p) in planes.iter().enumerate() {
+                let t = &self.rows[top][c * rw..][..rw];
+                let b = &self.rows[bottom][c * rw..][..rw];
                 let dst = &mut out[p * plane + base..][..rw];
-                for (dx, v) in dst.iter_mut().enumerate() {
-                    *v = self.row[dx * 3 + c] * scale;
+                for ((d, &t), &b) in dst.iter_mut().zip(t).zip(b) {
+                    *d = (t + (b - t) * fy) * scale;
                 }
             }
         }
         Ok(self.letterbox)
+    }
+
+    /// The slot of `self.rows` holding source row `y` resized horizontally, computed into a slot
+    /// other than `keep` when it is not there yet (rows come in increasing order, so the slot of
+    /// the lower row is the one to reuse).
+    fn resized_row(&mut self, rgb: &[u8], stride: usize, y: u32, keep: Option<usize>) -> usize {
+        if let Some(slot) = self.row_of.iter().position(|&r| r == Some(y)) {
+            return slot;
+        }
+        let slot = match keep {
+            Some(k) => 1 - k,
+            None => match self.row_of {
+                [None, _] => 0,
+                [_, None] => 1,
+                [a, b] => usize::from(b < a),
+            },
+        };
+        self.row_of[slot] = Some(y);
+        let src = &rgb[y as usize * stride..][..stride];
+        let rw = self.xs.lo.len();
+        let (r, gb) = self.rows[slot].split_at_mut(rw);
+        let (g, b) = gb.split_at_mut(rw);
+        let xs = self.xs.lo.iter().zip(&self.xs.hi).zip(&self.xs.frac);
+        for ((((&x0, &x1), &fx), r), (g, b)) in xs.zip(r).zip(g.iter_mut().zip(b)) {
+            let (p, q) = (&src[x0 as usize * 3..][..3], &src[x1 as usize * 3..][..3]);
+            let lerp = |c: usize| p[c] as f32 + (q[c] as f32 - p[c] as f32) * fx;
+            (*r, *g, *b) = (lerp(0), lerp(1), lerp(2));
+        }
+        slot
     }
 }
 
