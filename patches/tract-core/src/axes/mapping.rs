@@ -218,25 +218,23 @@ impl AxesMapping {
         self.check()
     }
 
-    fn sort(&mut self) {
-        let order: Vec<(usize, usize, usize, char)> = self
-            .axes
+    // edgesieve patch (PATCH.md, 9): an axis sorts by the first of its positions, outputs before
+    // inputs, then by slot and position (the order the sorted list of every axis' positions gave
+    // before), computed per axis instead of by searching that list for each axis.
+    fn sort_key(axis: &Axis) -> (usize, usize, usize, char) {
+        let outputs = axis.outputs.iter().enumerate().flat_map(|(slot, output)| {
+            output.iter().map(move |p| (0, slot, *p, axis.repr))
+        });
+        let inputs = axis
+            .inputs
             .iter()
-            .flat_map(|axis| {
-                axis.inputs
-                    .iter()
-                    .enumerate()
-                    .flat_map(move |(slot, input)| {
-                        input.iter().map(move |p| (1, slot, *p, axis.repr))
-                    })
-                    .chain(axis.outputs.iter().enumerate().flat_map(move |(slot, output)| {
-                        output.iter().map(move |p| (0, slot, *p, axis.repr))
-                    }))
-            })
-            .sorted()
-            .dedup()
-            .collect_vec();
-        self.axes.sort_by_key(|axis| order.iter().position(|tuple| tuple.3 == axis.repr).unwrap());
+            .enumerate()
+            .flat_map(|(slot, input)| input.iter().map(move |p| (1, slot, *p, axis.repr)));
+        outputs.chain(inputs).min().unwrap_or((2, 0, 0, axis.repr))
+    }
+
+    fn sort(&mut self) {
+        self.axes.sort_by_key(Self::sort_key);
     }
 
     fn sorted(mut self) -> AxesMapping {
@@ -265,13 +263,8 @@ impl AxesMapping {
             }
         }
         ensure!(self.axes.iter().map(|ax| ax.repr).duplicates().count() == 0);
-        ensure!(
-            self == &{
-                let mut x = self.clone();
-                x.sort();
-                x
-            }
-        );
+        // edgesieve patch (PATCH.md, 9): sorted is keys in order, not a sorted copy compared.
+        ensure!(self.axes.is_sorted_by_key(Self::sort_key));
         Ok(())
     }
 
