@@ -97,6 +97,12 @@ where
         let outputs =
             output_facts.into_iter().map(|fact| Outlet { fact, successors: tvec!() }).collect();
         let node = Node { id, name, op, inputs: vec![], outputs };
+        // edgesieve patch (PATCH.md, 10): a node is over a kilobyte, so a vector of them starts at
+        // one and regrew (moving every node) at the 2nd, 3rd, 5th and 9th; the optimiser's
+        // patches are small graphs of a few nodes each, thousands of them per model load.
+        if self.nodes.capacity() == 0 {
+            self.nodes.reserve(8);
+        }
         self.nodes.push(node);
         Ok(id)
     }
@@ -752,16 +758,19 @@ where
             }
         }
         let mut old_to_new = vec![usize::MAX; self.nodes.len()];
-        let mut new_nodes = vec![
+        // edgesieve patch (PATCH.md, 10): room for the nodes the next patches add, so the first
+        // of them does not move the whole graph to a vector twice the size.
+        let mut new_nodes = Vec::with_capacity(order.len() + order.len() / 2);
+        new_nodes.resize(
+            order.len(),
             Node {
                 id: self.nodes.len(),
                 name: "".to_string(),
                 inputs: vec![],
                 op: self.create_dummy(),
                 outputs: tvec!(),
-            };
-            order.len()
-        ];
+            },
+        );
         for (ix, id) in order.iter().enumerate() {
             old_to_new[*id] = ix;
             std::mem::swap(&mut new_nodes[ix], &mut self.nodes[*id]);
