@@ -56,3 +56,62 @@ fn declutter_read_back(
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::model::NodeNames;
+
+    fn names(model: &TypedModel) -> Vec<&str> {
+        model.nodes.iter().map(|n| n.name.as_str()).collect()
+    }
+
+    /// A patch that reads the model's output and wires `new` nodes (Identity) after it, in a
+    /// chain, as the new output.
+    fn after_output(model: &TypedModel, new: &[&str]) -> TractResult<TypedModelPatch> {
+        let mut patch = TypedModelPatch::default();
+        let output = model.output_outlets()?[0];
+        let mut wire = patch.tap_model(model, output)?;
+        for name in new {
+            wire = patch.wire_node(*name, Identity, &[wire])?[0];
+        }
+        patch.shunt_outside(model, output, wire)?;
+        Ok(patch)
+    }
+
+    /// tract-core patch 11 (PATCH.md): the optimiser applies its patches counting the model's
+    /// node names, and compares names only where a count says another node may bear one. The
+    /// nodes get the names tract's own `apply` gives them, collisions included.
+    #[test]
+    fn patches_applied_counting_names_name_nodes_as_apply_does() {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2])).unwrap();
+        let a = model.wire_node("a", Identity, &[x]).unwrap();
+        let b = model.wire_node("b", Identity, &a).unwrap();
+        model.select_output_outlets(&b).unwrap();
+        let (mut plain, mut counted, mut counts) = (model.clone(), model, NodeNames::default());
+        let steps: [fn(&TypedModel) -> TractResult<TypedModelPatch>; 4] = [
+            // "a" replaced by a new "a": the old one, left with no reader, becomes a dummy.
+            |m| {
+                let a = m.node(1);
+                TypedModelPatch::replace_single_op(m, a, &a.inputs, Identity)
+            },
+            // A second "b" beside the first: renamed.
+            |m| after_output(m, &["b"]),
+            // Two "c" in one patch (the second is "c#1" in the patch): both kept, one renamed.
+            |m| after_output(m, &["c", "c"]),
+            // The names of the new "a" and of the source.
+            |m| after_output(m, &["a", "x"]),
+        ];
+        for step in steps {
+            let patch = step(&plain).unwrap();
+            patch.clone().apply(&mut plain).unwrap();
+            patch
+                .apply_counting(&mut counted, &mut counts, true)
+                .unwrap();
+            assert_eq!(names(&plain), names(&counted));
+        }
+        let expected = "x Dummy-node-1 b a b.1 c c.1 a.1 x.1";
+        assert_eq!(names(&counted).join(" "), expected);
+    }
+}

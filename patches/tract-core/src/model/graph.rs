@@ -761,20 +761,17 @@ where
         // edgesieve patch (PATCH.md, 10): room for the nodes the next patches add, so the first
         // of them does not move the whole graph to a vector twice the size.
         let mut new_nodes = Vec::with_capacity(order.len() + order.len() / 2);
-        new_nodes.resize(
-            order.len(),
-            Node {
-                id: self.nodes.len(),
-                name: "".to_string(),
-                inputs: vec![],
-                op: self.create_dummy(),
-                outputs: tvec!(),
-            },
-        );
+        // edgesieve patch (PATCH.md, 12): each node moved out of the old list once, where tract
+        // filled the new list with placeholder nodes and swapped every node with one (a node is
+        // over 1.5 KB, and a swap that size is a word-by-word loop).
+        let mut old_nodes: Vec<Option<Node<F, O>>> =
+            std::mem::take(&mut self.nodes).into_iter().map(Some).collect();
         for (ix, id) in order.iter().enumerate() {
             old_to_new[*id] = ix;
-            std::mem::swap(&mut new_nodes[ix], &mut self.nodes[*id]);
+            let node = old_nodes[*id].take().context("node twice in the evaluation order")?;
+            new_nodes.push(node);
         }
+        drop(old_nodes);
         for node in &mut new_nodes {
             if self.inputs.iter().any(|n| n.node == node.id) && !Self::is_source(&node.op) {
                 node.inputs.clear();

@@ -7,6 +7,67 @@ use tract_data::itertools::{Itertools, izip};
 use crate::internal::*;
 use crate::model::*;
 
+/// edgesieve patch (PATCH.md, 11): how many nodes of a model bear each name, counted by the
+/// name's hash, for a caller that applies patches one after another to a model nothing else
+/// changes in between (the optimiser's passes, the rewriter). [`ModelPatch::apply_counting`]
+/// keeps the counts as it adds and renames nodes, and compares a new node's name with every node
+/// of the model, as [`ModelPatch::apply`] does for each, only when another node may bear it: a
+/// hash met more than once. Empty until the first patch counts the model's names.
+#[derive(Debug, Default)]
+pub struct NodeNames(Option<HashMap<u64, u32, foldhash::fast::RandomState>>);
+
+impl NodeNames {
+    fn key(name: &str) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::default().hash_one(name)
+    }
+
+    fn counted<F, O>(&mut self, model: &Graph<F, O>)
+    where
+        F: Fact + Clone + 'static,
+        O: Display + Debug + AsRef<dyn Op> + AsMut<dyn Op> + Clone + 'static,
+    {
+        if self.0.is_none() {
+            let mut counts = HashMap::with_capacity_and_hasher(
+                model.nodes.len() * 2,
+                foldhash::fast::RandomState::default(),
+            );
+            for node in &model.nodes {
+                *counts.entry(Self::key(&node.name)).or_insert(0) += 1;
+            }
+            self.0 = Some(counts);
+        }
+    }
+
+    fn add(&mut self, name: &str) {
+        if let Some(counts) = &mut self.0 {
+            *counts.entry(Self::key(name)).or_insert(0) += 1;
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(count) = self.0.as_mut().and_then(|counts| counts.get_mut(&Self::key(name))) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// False when no node but the one bearing `name` can bear it; true when another may, or
+    /// when nothing is counted.
+    fn shared(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|counts| counts.get(&Self::key(name)).is_none_or(|&c| c > 1))
+    }
+
+    fn rename<F, O>(&mut self, model: &mut Graph<F, O>, node: usize, name: String)
+    where
+        F: Fact + Clone + 'static,
+        O: Display + Debug + AsRef<dyn Op> + AsMut<dyn Op> + Clone + 'static,
+    {
+        self.remove(&model.nodes[node].name);
+        self.add(&name);
+        model.nodes[node].name = name;
+    }
+}
+
 /// A change to apply to a model.
 ///
 /// Actually structured around a model that represent the new nodes to be
@@ -281,6 +342,21 @@ where
 
     /// Apply all changes in the patch to the target model.
     pub fn apply(self, target: &mut Graph<F, O>) -> TractResult<()> {
+        self.apply_counting(target, &mut NodeNames::default(), false)
+    }
+
+    /// [`ModelPatch::apply`], with `names` counting the target's node names (edgesieve patch,
+    /// PATCH.md, 11): `names` must be empty or have counted every name `target` has now, and
+    /// `count` says whether to count them if it is empty (worth it when several patches follow).
+    pub fn apply_counting(
+        self,
+        target: &mut Graph<F, O>,
+        names: &mut NodeNames,
+        count: bool,
+    ) -> TractResult<()> {
+        if count {
+            names.counted(target);
+        }
         let prior_target_inputs = target.input_outlets()?.len();
         let prior_target_outputs = target.output_outlets()?.len();
         let ModelPatch {
@@ -308,6 +384,7 @@ where
             // `continue` only continued that search, and the mapping was overwritten just below:
             // the node was always added. The search, a quarter of the optimiser's time, is gone.
             let facts = outputs.into_iter().map(|of| of.fact).collect();
+            names.add(&name);
             let added_node_id = target.add_node(name, op, facts)?;
             new_nodes.insert(added_node_id);
             for ix in 0..n_outputs {
@@ -363,7 +440,7 @@ where
                 && target.node(maybe).outputs.iter().all(|of| of.successors.is_empty())
             {
                 target.node_mut(maybe).op = target.create_dummy();
-                target.node_mut(maybe).name = format!("Dummy-node-{maybe}");
+                names.rename(target, maybe, format!("Dummy-node-{maybe}"));
                 target.node_mut(maybe).outputs.clear(); // necessary to drop facts and consts
                 let inputs = std::mem::take(&mut target.node_mut(maybe).inputs);
                 for &i in &inputs {
@@ -375,13 +452,16 @@ where
         }
         for n in new_nodes.iter() {
             if let Some((prefix, _)) = target.nodes[*n].name.split_once('#') {
-                target.nodes[*n].name = target.unique_name(prefix).into();
-            } else if target
-                .nodes
-                .iter()
-                .any(|node| node.id != *n && target.nodes[*n].name == node.name)
+                let unique = target.unique_name(prefix).into_owned();
+                names.rename(target, *n, unique);
+            } else if names.shared(&target.nodes[*n].name)
+                && target
+                    .nodes
+                    .iter()
+                    .any(|node| node.id != *n && target.nodes[*n].name == node.name)
             {
-                target.nodes[*n].name = target.unique_name(&target.nodes[*n].name).to_string();
+                let unique = target.unique_name(&target.nodes[*n].name).into_owned();
+                names.rename(target, *n, unique);
             }
         }
         Ok(())

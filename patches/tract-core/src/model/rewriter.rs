@@ -30,6 +30,9 @@ impl<Ctx> Rewriter<Ctx> {
     pub fn rewrite(&self, ctx: &Ctx, model: &mut TypedModel) -> TractResult<()> {
         loop {
             let mut done_anything = false;
+            // edgesieve patch (PATCH.md, 11): the model's node names counted from the second
+            // patch of a round on.
+            let mut names = crate::model::NodeNames::default();
             for n in model.eval_order()? {
                 if let Some(rules) = self.rules.get(&(*model.node(n).op).type_id()) {
                     for (name, rule) in rules {
@@ -41,7 +44,8 @@ impl<Ctx> Rewriter<Ctx> {
                                 )
                             })?
                         {
-                            patch.apply(model).with_context(|| {
+                            let apply = patch.apply_counting(model, &mut names, done_anything);
+                            apply.with_context(|| {
                                 format!(
                                     "Applying patch for rewriting rule \"{name}\" on node {}",
                                     model.node(n)

@@ -406,7 +406,7 @@ mod tests {
         let out = model.wire_node("out", AxisOp::Add(0), &[y[0]])?;
         model.select_output_outlets(&[out[0], definer])?;
         let change = AxisChange { outlet: out[0], op: AxisOp::Add(3) };
-        let mut explored = Default::default();
+        let mut explored: std::collections::HashSet<_> = Default::default();
         let (patch, _) =
             crate::optim::change_axes::change_axes(&model, &change, &[], &[], &mut explored)?
                 .context("axis change through a broadcast should apply")?;
