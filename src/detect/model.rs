@@ -678,6 +678,7 @@ fn optimized_model_with(
     .map_err(failed)?;
     if precision == Precision::F16 {
         half::fast_casts(&mut typed).map_err(failed)?;
+        half::fast_silu(&mut typed).map_err(failed)?;
     }
     log::debug!(
         "model {}: parsed in {:.0} ms, specialised for {}x{} and optimised in {:.0} ms",
