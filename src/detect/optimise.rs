@@ -106,9 +106,7 @@ mod tests {
         for step in steps {
             let patch = step(&plain).unwrap();
             patch.clone().apply(&mut plain).unwrap();
-            patch
-                .apply_counting(&mut counted, &mut counts, true)
-                .unwrap();
+            patch.apply_counting(&mut counted, &mut counts).unwrap();
             assert_eq!(names(&plain), names(&counted));
         }
         let expected = "x Dummy-node-1 b a b.1 c c.1 a.1 x.1";

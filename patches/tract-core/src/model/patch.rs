@@ -12,9 +12,13 @@ use crate::model::*;
 /// changes in between (the optimiser's passes, the rewriter). [`ModelPatch::apply_counting`]
 /// keeps the counts as it adds and renames nodes, and compares a new node's name with every node
 /// of the model, as [`ModelPatch::apply`] does for each, only when another node may bear it: a
-/// hash met more than once. Empty until the first patch counts the model's names.
+/// hash met more than once. The names are counted when the second patch is applied (one patch
+/// alone costs less with the comparisons).
 #[derive(Debug, Default)]
-pub struct NodeNames(Option<HashMap<u64, u32, foldhash::fast::RandomState>>);
+pub struct NodeNames {
+    counts: Option<HashMap<u64, u32, foldhash::fast::RandomState>>,
+    patches: usize,
+}
 
 impl NodeNames {
     fn key(name: &str) -> u64 {
@@ -22,12 +26,14 @@ impl NodeNames {
         foldhash::fast::FixedState::default().hash_one(name)
     }
 
-    fn counted<F, O>(&mut self, model: &Graph<F, O>)
+    /// Before a patch is applied to `model`: from the second patch on, the names counted.
+    fn before_patch<F, O>(&mut self, model: &Graph<F, O>)
     where
         F: Fact + Clone + 'static,
         O: Display + Debug + AsRef<dyn Op> + AsMut<dyn Op> + Clone + 'static,
     {
-        if self.0.is_none() {
+        self.patches += 1;
+        if self.patches > 1 && self.counts.is_none() {
             let mut counts = HashMap::with_capacity_and_hasher(
                 model.nodes.len() * 2,
                 foldhash::fast::RandomState::default(),
@@ -35,18 +41,19 @@ impl NodeNames {
             for node in &model.nodes {
                 *counts.entry(Self::key(&node.name)).or_insert(0) += 1;
             }
-            self.0 = Some(counts);
+            self.counts = Some(counts);
         }
     }
 
     fn add(&mut self, name: &str) {
-        if let Some(counts) = &mut self.0 {
+        if let Some(counts) = &mut self.counts {
             *counts.entry(Self::key(name)).or_insert(0) += 1;
         }
     }
 
     fn remove(&mut self, name: &str) {
-        if let Some(count) = self.0.as_mut().and_then(|counts| counts.get_mut(&Self::key(name))) {
+        let counts = self.counts.as_mut();
+        if let Some(count) = counts.and_then(|counts| counts.get_mut(&Self::key(name))) {
             *count = count.saturating_sub(1);
         }
     }
@@ -54,7 +61,9 @@ impl NodeNames {
     /// False when no node but the one bearing `name` can bear it; true when another may, or
     /// when nothing is counted.
     fn shared(&self, name: &str) -> bool {
-        self.0.as_ref().is_none_or(|counts| counts.get(&Self::key(name)).is_none_or(|&c| c > 1))
+        self.counts
+            .as_ref()
+            .is_none_or(|counts| counts.get(&Self::key(name)).is_none_or(|&c| c > 1))
     }
 
     fn rename<F, O>(&mut self, model: &mut Graph<F, O>, node: usize, name: String)
@@ -342,21 +351,18 @@ where
 
     /// Apply all changes in the patch to the target model.
     pub fn apply(self, target: &mut Graph<F, O>) -> TractResult<()> {
-        self.apply_counting(target, &mut NodeNames::default(), false)
+        self.apply_counting(target, &mut NodeNames::default())
     }
 
     /// [`ModelPatch::apply`], with `names` counting the target's node names (edgesieve patch,
-    /// PATCH.md, 11): `names` must be empty or have counted every name `target` has now, and
-    /// `count` says whether to count them if it is empty (worth it when several patches follow).
+    /// PATCH.md, 11): `names` must have been given only the patches applied to `target` since
+    /// it was made, and nothing else may have changed `target` in between.
     pub fn apply_counting(
         self,
         target: &mut Graph<F, O>,
         names: &mut NodeNames,
-        count: bool,
     ) -> TractResult<()> {
-        if count {
-            names.counted(target);
-        }
+        names.before_patch(target);
         let prior_target_inputs = target.input_outlets()?.len();
         let prior_target_outputs = target.output_outlets()?.len();
         let ModelPatch {

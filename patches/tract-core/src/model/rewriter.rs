@@ -44,8 +44,7 @@ impl<Ctx> Rewriter<Ctx> {
                                 )
                             })?
                         {
-                            let apply = patch.apply_counting(model, &mut names, done_anything);
-                            apply.with_context(|| {
+                            patch.apply_counting(model, &mut names).with_context(|| {
                                 format!(
                                     "Applying patch for rewriting rule \"{name}\" on node {}",
                                     model.node(n)

@@ -211,7 +211,6 @@ impl OptimizerSession<'_> {
         }
         // edgesieve patch (PATCH.md, 11): the model's node names counted from the second patch on.
         let mut names = crate::model::NodeNames::default();
-        let mut applied = 0;
         while let Some(mut patch) = p.next(self, model)? {
             patch.push_context(format!("{p:?}/{i}"));
             patch.model.check_consistency().context("checking patch internal consistency")?;
@@ -229,9 +228,8 @@ impl OptimizerSession<'_> {
             let patch_name = patch.context.iter().rev().join(" >> ");
             debug!("applying patch #{}: {patch_name}", self.counter);
             patch
-                .apply_counting(model, &mut names, applied > 0)
+                .apply_counting(model, &mut names)
                 .with_context(|| format!("Applying patch {patch_name}"))?;
-            applied += 1;
             model
                 .check_consistency()
                 .context("Checking target model consistency after patching")?;
