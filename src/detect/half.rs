@@ -334,10 +334,8 @@ impl SiluTable {
             let Ok([a, b, c, d, e, f, g, h]) = <&mut [f16; 8]>::try_from(eight) else {
                 continue; // never: the chunks are eight long
             };
-            let looked = [*a, *b, *c, *d, *e, *f, *g, *h];
-            let [x0, x1, x2, x3, x4, x5, x6, x7] = looked;
-            let (y0, y1, y2, y3) = (look(x0), look(x1), look(x2), look(x3));
-            let (y4, y5, y6, y7) = (look(x4), look(x5), look(x6), look(x7));
+            let (y0, y1, y2, y3) = (look(*a), look(*b), look(*c), look(*d));
+            let (y4, y5, y6, y7) = (look(*e), look(*f), look(*g), look(*h));
             (*a, *b, *c, *d, *e, *f, *g, *h) = (y0, y1, y2, y3, y4, y5, y6, y7);
         }
         for x in eights.into_remainder() {
