@@ -7,6 +7,7 @@ use crate::detected::{detect_source, select_replay, Detected};
 use crate::metrics::{self, Coverage};
 use crate::{data_dir, open_source, report, verdict, Options, Out, TMO_DIR};
 use edgesieve::run::ReasonCounts;
+use edgesieve::select::policy::BUDGET_ALLOWANCE;
 use edgesieve::select::{FrameSketch, SeenSketch};
 use edgesieve::util::rng::SplitMix64;
 use std::path::PathBuf;
@@ -280,6 +281,10 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
     let kc_emb_sel = metrics::greedy_k_centre(&emb, k, 0);
     let kc_emb = figures(&s, &kc_emb_sel);
     let kc_desc = figures(&s, &metrics::greedy_k_centre(&desc, k, 0));
+    // The policy's ceiling: one more keep must leave kept <= target · seen + the allowance.
+    let ceiling = |m: usize| (opts.ratio * m as f64 + BUDGET_ALLOWANCE).floor() as usize;
+    let paced_emb = figures(&s, &metrics::paced_k_centre(&emb, k, 0, ceiling));
+    let paced_desc = figures(&s, &metrics::paced_k_centre(&desc, k, 0, ceiling));
     let km_emb = metrics::greedy_k_median(&emb, k).map(|sel| figures(&s, &sel));
     let all: Vec<usize> = (0..n).collect();
     let mut everything = figures(&s, &all);
@@ -297,6 +302,8 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
     out.line(figures_row("uniform in time", &uniform, false));
     out.line(figures_row("k-centre, embedding", &kc_emb, false));
     out.line(figures_row("k-centre, descriptor", &kc_desc, false));
+    out.line(figures_row("paced k-centre, emb.", &paced_emb, false));
+    out.line(figures_row("paced k-centre, desc.", &paced_desc, false));
     if let Some(km) = &km_emb {
         out.line(figures_row("k-median, embedding", km, false));
     }
@@ -304,6 +311,9 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
     out.line(format!(
         "  coverage = distance from every frame to its nearest selected frame; clips of {clips_total}; \
          k-centre = offline farthest-first traversal from frame 0 (sees all frames; minimises the max)"
+    ));
+    out.line(format!(
+        "  paced k-centre = the same under the pipeline's running ceiling (at most target · frames seen + {BUDGET_ALLOWANCE} kept by any frame)"
     ));
     out.line(
         "  k-median = offline greedy that minimises the mean distance (the reference for mean coverage)",
@@ -418,6 +428,8 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
             random: &random,
             kc_emb: &kc_emb,
             kc_desc: &kc_desc,
+            paced_emb: &paced_emb,
+            paced_desc: &paced_desc,
         },
         out,
     );
@@ -437,6 +449,8 @@ struct SelectionFigures<'a> {
     random: &'a Figures,
     kc_emb: &'a Figures,
     kc_desc: &'a Figures,
+    paced_emb: &'a Figures,
+    paced_desc: &'a Figures,
 }
 
 /// Median distance between consecutive frames of a clip over the median distance between
@@ -504,6 +518,13 @@ fn selection_targets(
         me,
         md,
         verdict(me <= 1.2 && md <= 1.5)
+    ));
+    out.line(format!(
+        "    (vs offline farthest-first under the pipeline's running ceiling: embedding {:.2}x / descriptor {:.2}x; that reference vs the unpaced one: {:.2}x / {:.2}x)",
+        f.pipeline.emb.max / f.paced_emb.emb.max,
+        f.pipeline.desc.max / f.paced_desc.desc.max,
+        f.paced_emb.emb.max / f.kc_emb.emb.max,
+        f.paced_desc.desc.max / f.kc_desc.desc.max,
     ));
     let (re, rd) = (
         f.pipeline.emb.mean / f.random.emb.mean,

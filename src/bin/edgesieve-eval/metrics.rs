@@ -55,36 +55,69 @@ pub fn coverage(points: &[Vec<f32>], selected: &[usize]) -> Coverage {
 /// optimal k-centre (minimum max distance), and in practice close to optimal for the mean too.
 /// Returns min(k, n) distinct indices.
 pub fn greedy_k_centre(points: &[Vec<f32>], k: usize, first: usize) -> Vec<usize> {
+    farthest_first(points, k, first, |_| usize::MAX)
+}
+
+/// Farthest-first traversal restricted to what a selector paced by a running ceiling could
+/// pick: at most `ceiling(m)` of the selected points among the first `m` (for every `m` from
+/// 1), as the policy's budget allows `target · frames seen + allowance` keeps at any time.
+/// Each step adds the farthest point whose addition keeps every prefix within its ceiling;
+/// it stops early when none does. The reference for what an online selection under that
+/// budget could cover (it still sees all frames at once).
+pub fn paced_k_centre(
+    points: &[Vec<f32>],
+    k: usize,
+    first: usize,
+    ceiling: impl Fn(usize) -> usize,
+) -> Vec<usize> {
+    farthest_first(points, k, first, ceiling)
+}
+
+fn farthest_first(
+    points: &[Vec<f32>],
+    k: usize,
+    first: usize,
+    ceiling: impl Fn(usize) -> usize,
+) -> Vec<usize> {
     let n = points.len();
     let k = k.min(n);
     if k == 0 {
         return Vec::new();
     }
-    let first = first.min(n - 1);
+    // room[j]: how many more may be selected among the first j + 1 points.
+    let mut room: Vec<usize> = (1..=n).map(&ceiling).collect();
+    // fits[i]: selecting point i keeps every prefix from i on within its ceiling.
+    let mut fits = vec![false; n];
     let mut selected = Vec::with_capacity(k);
     let mut taken = vec![false; n];
     let mut nearest = vec![f32::INFINITY; n];
-    let mut next = first;
-    while selected.len() < k {
-        selected.push(next);
-        taken[next] = true;
-        let c = &points[next];
+    let mut next = Some(first.min(n - 1)).filter(|&f| room[f..].iter().all(|&r| r > 0));
+    while let Some(pick) = next {
+        selected.push(pick);
+        taken[pick] = true;
+        room[pick..].iter_mut().for_each(|r| *r -= 1);
+        if selected.len() == k {
+            break;
+        }
+        let c = &points[pick];
         for (i, p) in points.iter().enumerate() {
             let d = dist(p, c);
             if d < nearest[i] {
                 nearest[i] = d;
             }
         }
+        let mut least = usize::MAX;
+        for i in (0..n).rev() {
+            least = least.min(room[i]);
+            fits[i] = least > 0;
+        }
         let mut best: Option<(usize, f32)> = None;
         for i in 0..n {
-            if !taken[i] && best.is_none_or(|(_, bd)| nearest[i] > bd) {
+            if !taken[i] && fits[i] && best.is_none_or(|(_, bd)| nearest[i] > bd) {
                 best = Some((i, nearest[i]));
             }
         }
-        match best {
-            Some((i, _)) => next = i,
-            None => break,
-        }
+        next = best.map(|(i, _)| i);
     }
     selected
 }
@@ -401,6 +434,29 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, vec![0, 1, 2, 3, 4, 5]);
         assert!(greedy_k_centre(&p, 0, 0).is_empty());
+    }
+
+    #[test]
+    fn paced_k_centre_keeps_every_prefix_within_its_ceiling() {
+        // Ten points close together, then two far apart: unpaced, farthest-first from 0 takes
+        // both far points; with at most one pick in the first 10 and two in all 12 it may
+        // take only one of them, and never a second early point.
+        let mut v: Vec<(f32, f32)> = (0..10).map(|i| (i as f32 * 0.01, 0.0)).collect();
+        v.extend([(10.0, 0.0), (0.0, 10.0)]);
+        let p = pts(&v);
+        let free = greedy_k_centre(&p, 3, 0);
+        assert_eq!(&free[1..], &[10, 11][..]);
+        let ceiling = |m: usize| if m <= 10 { 1 } else { 2 };
+        let paced = paced_k_centre(&p, 3, 0, ceiling);
+        assert_eq!(paced.len(), 2, "{paced:?}");
+        assert_eq!(paced[0], 0);
+        assert!(paced[1] >= 10, "{paced:?}");
+        for m in 1..=p.len() {
+            assert!(paced.iter().filter(|&&i| i < m).count() <= ceiling(m));
+        }
+        // A first point that does not fit is not taken.
+        assert!(paced_k_centre(&p, 3, 0, |_| 0).is_empty());
+        assert_eq!(paced_k_centre(&p, 3, 0, |_| usize::MAX), free);
     }
 
     #[test]
