@@ -113,7 +113,13 @@ impl Default for EmbeddingConfig {
             // edgesieve-eval part 1: consecutive / cross-clip distance 0.105 at 1 (off), 0.053
             // at 0.5; rare-frame recall 11/12 either way with the two keys below.
             smoothing: 0.5,
-            scene_cut: 0.6,
+            // Within a clip of the tmo324 drive consecutive frames' own embeddings jump at
+            // most 0.9 (the viaduct's wobble: 22 jumps above 0.6, 6 above 0.8); a spliced
+            // night or rain frame jumps 1.35-1.74. At 0.6 the wobble's spikes were left
+            // unsmoothed and set the max coverage (1.67x offline k-centre); at 1.0 they are
+            // smoothed (1.54x, mean coverage 0.971x -> 0.958x random, rare frames 11/12;
+            // 0.9-1.1 give the same, 1.2 loses a rare frame).
+            scene_cut: 1.0,
             // edgesieve-eval part 2: rare-frame recall 3/12 without, 7/12 at 0.5, 10/12 at 1.
             surprise_weight: 1.0,
             // Part 2: 10/12 at 0 (smoothing 0.5, jitter on), 11/12 at 1, 7/12 at 2.
