@@ -55,25 +55,16 @@ pub fn coverage(points: &[Vec<f32>], selected: &[usize]) -> Coverage {
 /// optimal k-centre (minimum max distance), and in practice close to optimal for the mean too.
 /// Returns min(k, n) distinct indices.
 pub fn greedy_k_centre(points: &[Vec<f32>], k: usize, first: usize) -> Vec<usize> {
-    farthest_first(points, k, first, |_| usize::MAX)
+    paced_k_centre(points, k, first, |_| usize::MAX)
 }
 
 /// Farthest-first traversal restricted to what a selector paced by a running ceiling could
 /// pick: at most `ceiling(m)` of the selected points among the first `m` (for every `m` from
 /// 1), as the policy's budget allows `target · frames seen + allowance` keeps at any time.
-/// Each step adds the farthest point whose addition keeps every prefix within its ceiling;
-/// it stops early when none does. The reference for what an online selection under that
-/// budget could cover (it still sees all frames at once).
+/// Each step adds the farthest point whose addition keeps every prefix within its ceiling
+/// (ties: lowest index); it stops early when none does. The reference for what an online
+/// selection under that budget could cover (it still sees all frames at once).
 pub fn paced_k_centre(
-    points: &[Vec<f32>],
-    k: usize,
-    first: usize,
-    ceiling: impl Fn(usize) -> usize,
-) -> Vec<usize> {
-    farthest_first(points, k, first, ceiling)
-}
-
-fn farthest_first(
     points: &[Vec<f32>],
     k: usize,
     first: usize,
@@ -86,8 +77,6 @@ fn farthest_first(
     }
     // room[j]: how many more may be selected among the first j + 1 points.
     let mut room: Vec<usize> = (1..=n).map(&ceiling).collect();
-    // fits[i]: selecting point i keeps every prefix from i on within its ceiling.
-    let mut fits = vec![false; n];
     let mut selected = Vec::with_capacity(k);
     let mut taken = vec![false; n];
     let mut nearest = vec![f32::INFINITY; n];
@@ -106,14 +95,13 @@ fn farthest_first(
                 nearest[i] = d;
             }
         }
+        // From the last point back, so the least room of every prefix from i on is at hand:
+        // point i fits while it is above zero (`>=` keeps the lowest index on a tie).
         let mut least = usize::MAX;
+        let mut best: Option<(usize, f32)> = None;
         for i in (0..n).rev() {
             least = least.min(room[i]);
-            fits[i] = least > 0;
-        }
-        let mut best: Option<(usize, f32)> = None;
-        for i in 0..n {
-            if !taken[i] && fits[i] && best.is_none_or(|(_, bd)| nearest[i] > bd) {
+            if least > 0 && !taken[i] && best.is_none_or(|(_, bd)| nearest[i] >= bd) {
                 best = Some((i, nearest[i]));
             }
         }
