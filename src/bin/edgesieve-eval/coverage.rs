@@ -281,8 +281,7 @@ pub fn coverage_tables(opts: &Options, run: &TmoRun, out: &mut Out) {
     let kc_emb_sel = metrics::greedy_k_centre(&emb, k, 0);
     let kc_emb = figures(&s, &kc_emb_sel);
     let kc_desc = figures(&s, &metrics::greedy_k_centre(&desc, k, 0));
-    // The policy's ceiling: one more keep must leave kept <= target · seen + the allowance.
-    let ceiling = |m: usize| (opts.ratio * m as f64 + BUDGET_ALLOWANCE).floor() as usize;
+    let ceiling = budget_ceiling(opts.ratio);
     let paced_emb = figures(&s, &metrics::paced_k_centre(&emb, k, 0, ceiling));
     let paced_desc = figures(&s, &metrics::paced_k_centre(&desc, k, 0, ceiling));
     let km_emb = metrics::greedy_k_median(&emb, k).map(|sel| figures(&s, &sel));
@@ -453,6 +452,52 @@ struct SelectionFigures<'a> {
     paced_desc: &'a Figures,
 }
 
+/// The policy's ceiling on keeps among the first `m` frames: one more keep must leave kept <=
+/// target · seen + [`BUDGET_ALLOWANCE`].
+fn budget_ceiling(ratio: f64) -> impl Fn(usize) -> usize + Copy {
+    move |m| (ratio * m as f64 + BUDGET_ALLOWANCE).floor() as usize
+}
+
+/// Issue 10's max coverage as an online selection could reach it: [`metrics::online_cover`]
+/// in the embedding, with the radius that covers best among 0.8-2.0x the offline k-centre's,
+/// under the pipeline's running ceiling, then also under the novel-content floor (0.9 x target
+/// x frames seen, over the novel content). Both see no frame ahead, but are told the radius.
+fn online_references(opts: &Options, s: &Spaces, kc_max: f64, novel_end: usize, out: &mut Out) {
+    if kc_max.is_nan() || kc_max <= 0.0 {
+        return;
+    }
+    let ceiling = budget_ceiling(opts.ratio);
+    let floor = |m: usize| {
+        if m <= novel_end {
+            (0.9 * opts.ratio * m as f64).ceil() as usize
+        } else {
+            0
+        }
+    };
+    let best = |with_floor: bool| {
+        (16..=40)
+            .map(|step| {
+                let radius = (kc_max * step as f64 / 20.0) as f32;
+                let sel = if with_floor {
+                    metrics::online_cover(s.emb, radius, ceiling, floor)
+                } else {
+                    metrics::online_cover(s.emb, radius, ceiling, |_| 0)
+                };
+                let max = metrics::coverage(s.emb, &sel).max / kc_max;
+                let early = sel.iter().filter(|&&i| i < 500).count();
+                (max, sel.len(), early)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    if let (Some(paced), Some(floored)) = (best(false), best(true)) {
+        out.line(format!(
+            "    (online, in stream order, keeping a frame farther than r from every kept one, best r: under the ceiling {:.2}x ({} kept, {} of them in the first 500 frames); \
+             also keeping 0.9 x target of the novel content: {:.2}x ({} kept, {} in the first 500))",
+            paced.0, paced.1, paced.2, floored.0, floored.1, floored.2
+        ));
+    }
+}
+
 /// Median distance between consecutive frames of a clip over the median distance between
 /// frames of different clips (pairs drawn with a fixed seed): how well a space tells "the same
 /// scene a moment later" from "another scene". Also returns both medians.
@@ -509,6 +554,16 @@ fn selection_targets(
             verdict(share <= 0.10)
         ));
     }
+    let duplicate_share = |c: usize| {
+        let members = (0..n).filter(|&i| run.clip_of[i] == c);
+        let (dup, all) = members.fold((0usize, 0usize), |(d, a), i| {
+            (d + usize::from(run.frames[i].value == 0.0), a + 1)
+        });
+        dup as f64 / all.max(1) as f64
+    };
+    let novel_end = (500..n)
+        .find(|&i| run.clip_of[i] != run.clip_of[i - 1] && duplicate_share(run.clip_of[i]) > 0.5)
+        .unwrap_or(n);
     let (me, md) = (
         f.pipeline.emb.max / f.kc_emb.emb.max,
         f.pipeline.desc.max / f.kc_desc.desc.max,
@@ -526,6 +581,7 @@ fn selection_targets(
         f.paced_emb.emb.max / f.kc_emb.emb.max,
         f.paced_desc.desc.max / f.kc_desc.desc.max,
     ));
+    online_references(opts, s, f.kc_emb.emb.max, novel_end, out);
     let (re, rd) = (
         f.pipeline.emb.mean / f.random.emb.mean,
         f.pipeline.desc.mean / f.random.desc.mean,
@@ -551,16 +607,6 @@ fn selection_targets(
         }
         (lo, hi)
     };
-    let duplicate_share = |c: usize| {
-        let members = (0..n).filter(|&i| run.clip_of[i] == c);
-        let (dup, all) = members.fold((0usize, 0usize), |(d, a), i| {
-            (d + usize::from(run.frames[i].value == 0.0), a + 1)
-        });
-        dup as f64 / all.max(1) as f64
-    };
-    let novel_end = (500..n)
-        .find(|&i| run.clip_of[i] != run.clip_of[i - 1] && duplicate_share(run.clip_of[i]) > 0.5)
-        .unwrap_or(n);
     if novel_end > 500 {
         let (lo, hi) = running(novel_end);
         out.line(format!(

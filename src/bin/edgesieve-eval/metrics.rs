@@ -110,6 +110,30 @@ pub fn paced_k_centre(
     selected
 }
 
+/// An online selection's best case: the points in stream order, each kept when it lies farther
+/// than `radius` from every point kept before it (the first is kept), or when fewer than
+/// `floor(m)` of the first `m` points are kept; never so that more than `ceiling(m)` are. What
+/// a selector that knew the right radius in advance, but saw no frame ahead, would keep.
+pub fn online_cover(
+    points: &[Vec<f32>],
+    radius: f32,
+    ceiling: impl Fn(usize) -> usize,
+    floor: impl Fn(usize) -> usize,
+) -> Vec<usize> {
+    let mut selected: Vec<usize> = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        let seen = i + 1;
+        if selected.len() + 1 > ceiling(seen) {
+            continue;
+        }
+        let behind = selected.len() < floor(seen);
+        if behind || selected.iter().all(|&s| dist(p, &points[s]) > radius) {
+            selected.push(i);
+        }
+    }
+    selected
+}
+
 /// Largest point count [`greedy_k_median`] accepts (it holds the n × n distance matrix).
 pub const K_MEDIAN_MAX_POINTS: usize = 8192;
 
@@ -422,6 +446,35 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, vec![0, 1, 2, 3, 4, 5]);
         assert!(greedy_k_centre(&p, 0, 0).is_empty());
+    }
+
+    #[test]
+    fn online_cover_keeps_what_lies_beyond_the_radius_within_ceiling_and_floor() {
+        // 0, 0.1, 5, 5.1, 10 on a line: at radius 1 the far points 0, 5 and 10 are kept.
+        let p: Vec<Vec<f32>> = [0.0, 0.1, 5.0, 5.1, 10.0]
+            .iter()
+            .map(|&x| vec![x])
+            .collect();
+        assert_eq!(online_cover(&p, 1.0, |_| usize::MAX, |_| 0), vec![0, 2, 4]);
+        // A ceiling of one keep per two points seen (rounded up) leaves room for each of them.
+        assert_eq!(
+            online_cover(&p, 1.0, |m| m.div_ceil(2), |_| 0),
+            vec![0, 2, 4]
+        );
+        // One of 1 + m / 4: point 2 is refused (2 kept of 3 seen), so 3, as far from 0, is
+        // kept instead, and 4 is refused too (3 of 5).
+        assert_eq!(online_cover(&p, 1.0, |m| m / 4 + 1, |_| 0), vec![0, 3]);
+        // A floor of every point keeps the near ones too.
+        assert_eq!(
+            online_cover(&p, 1.0, |_| usize::MAX, |m| m),
+            vec![0, 1, 2, 3, 4]
+        );
+        // Radius 100: only the first, unless the floor asks for more.
+        assert_eq!(online_cover(&p, 100.0, |_| usize::MAX, |_| 0), vec![0]);
+        assert_eq!(
+            online_cover(&p, 100.0, |_| usize::MAX, |m| m / 2),
+            vec![0, 3]
+        );
     }
 
     #[test]
