@@ -18,6 +18,9 @@ const TMO_FPS: f64 = 15.0;
 const RANDOM_SEEDS: u64 = 10;
 /// Most thumbnails on the contact sheet.
 const SHEET_MAX: usize = 500;
+/// Issue 10's novel-content target holds from this many frames seen on (the controller's
+/// start-up before it is not judged).
+const NOVEL_FROM: usize = 500;
 
 /// What is recorded of one frame of a replay.
 struct FrameRecord {
@@ -474,25 +477,21 @@ fn online_references(opts: &Options, s: &Spaces, kc_max: f64, novel_end: usize, 
             0
         }
     };
-    let best = |with_floor: bool| {
+    let best = |floor: &dyn Fn(usize) -> usize| {
         (16..=40)
             .map(|step| {
                 let radius = (kc_max * step as f64 / 20.0) as f32;
-                let sel = if with_floor {
-                    metrics::online_cover(s.emb, radius, ceiling, floor)
-                } else {
-                    metrics::online_cover(s.emb, radius, ceiling, |_| 0)
-                };
+                let sel = metrics::online_cover(s.emb, radius, ceiling, floor);
                 let max = metrics::coverage(s.emb, &sel).max / kc_max;
-                let early = sel.iter().filter(|&&i| i < 500).count();
+                let early = sel.iter().filter(|&&i| i < NOVEL_FROM).count();
                 (max, sel.len(), early)
             })
             .min_by(|a, b| a.0.total_cmp(&b.0))
     };
-    if let (Some(paced), Some(floored)) = (best(false), best(true)) {
+    if let (Some(paced), Some(floored)) = (best(&|_| 0), best(&floor)) {
         out.line(format!(
-            "    (online, in stream order, keeping a frame farther than r from every kept one, best r: under the ceiling {:.2}x ({} kept, {} of them in the first 500 frames); \
-             also keeping 0.9 x target of the novel content: {:.2}x ({} kept, {} in the first 500))",
+            "    (online, in stream order, keeping a frame farther than r from every kept one, best r: under the ceiling {:.2}x ({} kept, {} of them in the first {NOVEL_FROM} frames); \
+             also keeping 0.9 x target of the novel content: {:.2}x ({} kept, {} in the first {NOVEL_FROM}))",
             paced.0, paced.1, paced.2, floored.0, floored.1, floored.2
         ));
     }
@@ -561,7 +560,7 @@ fn selection_targets(
         });
         dup as f64 / all.max(1) as f64
     };
-    let novel_end = (500..n)
+    let novel_end = (NOVEL_FROM..n)
         .find(|&i| run.clip_of[i] != run.clip_of[i - 1] && duplicate_share(run.clip_of[i]) > 0.5)
         .unwrap_or(n);
     let (me, md) = (
@@ -592,14 +591,14 @@ fn selection_targets(
         rd,
         verdict(re <= 1.0 && rd <= 1.0)
     ));
-    // Running kept ratio over the first pass, from frame 500 on: over the novel content (up
+    // Running kept ratio over the first pass, from frame NOVEL_FROM on: over the novel content (up
     // to the first clip where most frames are duplicates, value 0: there the ceiling leaves
     // the budget unspent by design) and over the whole drive.
     let running = |end: usize| {
         let (mut kept, mut lo, mut hi) = (0usize, f64::INFINITY, 0.0f64);
         for (i, r) in run.frames[..end].iter().enumerate() {
             kept += usize::from(r.kept);
-            if i + 1 >= 500 {
+            if i + 1 >= NOVEL_FROM {
                 let ratio = kept as f64 / (i + 1) as f64 / opts.ratio;
                 lo = lo.min(ratio);
                 hi = hi.max(ratio);
@@ -607,15 +606,15 @@ fn selection_targets(
         }
         (lo, hi)
     };
-    if novel_end > 500 {
+    if novel_end > NOVEL_FROM {
         let (lo, hi) = running(novel_end);
         out.line(format!(
-            "  kept ratio on novel content, frames 500-{}: {lo:.2}-{hi:.2} of target   target 0.9-1.1   {}",
+            "  kept ratio on novel content, frames {NOVEL_FROM}-{}: {lo:.2}-{hi:.2} of target   target 0.9-1.1   {}",
             novel_end - 1,
             verdict(lo >= 0.9 && hi <= 1.1)
         ));
     }
-    if n >= 500 {
+    if n >= NOVEL_FROM {
         let (lo, hi) = running(n);
         let dull: Vec<String> = run
             .clips
@@ -625,7 +624,7 @@ fn selection_targets(
             .map(|(c, clip)| format!("{} {:.0}%", clip.clip, duplicate_share(c) * 100.0))
             .collect();
         out.line(format!(
-            "    (over the whole drive from frame 500 on: {lo:.2}-{hi:.2}; clips where most frames are duplicates: {})",
+            "    (over the whole drive from frame {NOVEL_FROM} on: {lo:.2}-{hi:.2}; clips where most frames are duplicates: {})",
             if dull.is_empty() {
                 "none".to_string()
             } else {
